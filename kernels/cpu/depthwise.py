@@ -1,0 +1,179 @@
+"""Depthwise 2-D convolution (groups == C, one KHxKW filter per channel) on the CPU.
+
+Math (PyTorch's ``F.conv2d(x, w, None, stride, padding, dilation, groups=C)``)::
+
+    y[n, c, oh, ow] = sum_{kh, kw} w[c, 0, kh, kw] * x[n, c, ih, iw]
+        ih = oh * sh - ph + kh * dh,   iw = ow * sw - pw + kw * dw   (x is 0 outside the image)
+
+    gx[n, c, ih, iw] = sum of w[c, 0, kh, kw] * gy[n, c, oh, ow]
+                       over the (oh, ow, kh, kw) whose tap reads x[n, c, ih, iw]
+    gw[c, 0, kh, kw] = sum_{n, oh, ow} gy[n, c, oh, ow] * x[n, c, ih, iw]
+
+Shapes: x (N, C, H, W), w (C, 1, KH, KW), y (N, C, OH, OW) with
+``OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1`` (same for OW).
+
+Each channel is an independent small convolution, far too little work per output for a
+matrix product, so these are direct loops.
+
+Parallel loop mapping (Numba ``prange``):
+
+- forward and backward-input: one iteration per (n, c) plane; an iteration writes only
+  its own plane of ``y`` / ``gx``.
+- backward-weight: one iteration per channel c; it sums over n, oh, ow on its own, in a
+  fixed order, so the result is deterministic without atomics.
+
+Pseudo-loop (forward)::
+
+    for n, c in prange(N * C):
+        for oh, kh:  ih = oh*sh - ph + kh*dh          # skip rows outside the image
+            for kw, ow:  y[n, c, oh, ow] += w[c, 0, kh, kw] * x[n, c, ih, ow*sw - pw + kw*dw]
+
+Backward-input is the gather that reverses it: input row ``ih`` receives from output row
+``oh = (ih + ph - kh*dh) / sh`` when that is an integer in [0, OH)::
+
+    for n, c in prange(N * C):
+        for ih, kh:  oh = (ih + ph - kh*dh) / sh       # skip unless an integer in [0, OH)
+            for kw, ow:  gx[n, c, ih, ow*sw - pw + kw*dw] += w[c, 0, kh, kw] * gy[n, c, oh, ow]
+
+Optimizations:
+
+- Loops run output row by output row (forward) or input row by input row (backward-input),
+  so the row being accumulated stays in L1 cache while all KH*KW taps are added into it.
+- The ``ow`` range whose input lies inside the image is computed once per tap
+  (``_valid_range``, shared with conv2d), so inner loops carry no bounds test; at stride 1
+  they are contiguous multiply-adds that LLVM vectorizes.
+- Backward-weight accumulates into a (KH, KW, OW) buffer, one partial sum per ``ow``,
+  instead of one scalar: the inner loop is then an element-wise multiply-add that
+  vectorizes without fastmath's reassociation; the buffer is summed once at the end.
+- Rows are taken as 1-D views once, so the inner loops index a single contiguous axis,
+  with ``uintp`` indices so that Numba adds no negative-index test (as in conv2d).
+"""
+import numpy as np
+from numba import njit, prange, uintp
+
+from ..checks import (check_depthwise_weight_shape, check_float, check_shape, check_shape_arg, conv_geometry,
+                      conv_output_hw)
+from .conv2d import _valid_range
+
+__all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
+
+
+@njit(parallel=True, cache=True)
+def _forward(x, w, sh, sw, ph, pw, dh, dw, y):
+    """y[n, c] = x[n, c] correlated with w[c, 0], for every plane in parallel."""
+    N, C, H, W = x.shape
+    _, _, OH, OW = y.shape
+    KH, KW = w.shape[2], w.shape[3]
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for oh in range(OH):
+            dst = y[n, c, oh]
+            dst[:] = 0
+            for kh in range(KH):
+                ih = oh * sh - ph + kh * dh
+                if ih < 0 or ih >= H:
+                    continue
+                src = x[n, c, ih]
+                for kw in range(KW):
+                    lo, hi = _valid_range(kw, sw, pw, dw, W, OW)
+                    wv = w[c, 0, kh, kw]
+                    shift = kw * dw - pw
+                    for ow in range(lo, hi):
+                        dst[uintp(ow)] += wv * src[uintp(ow * sw + shift)]
+
+
+@njit(parallel=True, cache=True)
+def _backward_input(gy, w, sh, sw, ph, pw, dh, dw, gx):
+    """gx[n, c, ih] gathers w * gy from every output row that read input row ih."""
+    N, C, H, W = gx.shape
+    _, _, OH, OW = gy.shape
+    KH, KW = w.shape[2], w.shape[3]
+    for plane in prange(N * C):
+        n = plane // C
+        c = plane % C
+        for ih in range(H):
+            dst = gx[n, c, ih]
+            dst[:] = 0
+            for kh in range(KH):
+                t = ih + ph - kh * dh
+                if t % sh != 0:
+                    continue
+                oh = t // sh
+                if oh < 0 or oh >= OH:
+                    continue
+                src = gy[n, c, oh]
+                for kw in range(KW):
+                    lo, hi = _valid_range(kw, sw, pw, dw, W, OW)
+                    wv = w[c, 0, kh, kw]
+                    shift = kw * dw - pw
+                    for ow in range(lo, hi):
+                        dst[uintp(ow * sw + shift)] += wv * src[uintp(ow)]
+
+
+@njit(parallel=True, cache=True)
+def _backward_weight(gy, x, sh, sw, ph, pw, dh, dw, gw):
+    """gw[c, 0, kh, kw] = sum over n, oh, ow of gy * x, one channel per iteration."""
+    N, C, H, W = x.shape
+    _, _, OH, OW = gy.shape
+    KH, KW = gw.shape[2], gw.shape[3]
+    for c in prange(C):
+        acc = np.zeros((KH, KW, OW), gw.dtype)
+        for n in range(N):
+            for oh in range(OH):
+                g = gy[n, c, oh]
+                for kh in range(KH):
+                    ih = oh * sh - ph + kh * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    src = x[n, c, ih]
+                    for kw in range(KW):
+                        lo, hi = _valid_range(kw, sw, pw, dw, W, OW)
+                        a = acc[kh, kw]
+                        shift = kw * dw - pw
+                        for ow in range(lo, hi):
+                            a[uintp(ow)] += g[uintp(ow)] * src[uintp(ow * sw + shift)]
+        for kh in range(KH):
+            for kw in range(KW):
+                gw[c, 0, kh, kw] = acc[kh, kw].sum()
+
+
+# ----------------------------------------------------------------------------- launchers
+
+def depthwise_forward(x, w, stride, padding, dilation):
+    """Return ``y = F.conv2d(x, w, None, stride, padding, dilation, groups=C)``, shape (N, C, OH, OW)."""
+    check_float("x", x, ndim=4)
+    check_float("w", w, ndim=4, dtype=x.dtype)
+    check_depthwise_weight_shape("w", w.shape, x.shape[1])
+    stride, padding, dilation = conv_geometry(stride, padding, dilation)
+    OH, OW = conv_output_hw(x.shape, w.shape, stride, padding, dilation)
+    y = np.empty((x.shape[0], x.shape[1], OH, OW), x.dtype)
+    _forward(x, w, *stride, *padding, *dilation, y)
+    return y
+
+
+def depthwise_backward_input(gy, w, x_shape, stride, padding, dilation):
+    """Return ``gx = dL/dx`` (shape ``x_shape``) given ``gy = dL/dy`` and the weight ``w``."""
+    check_float("gy", gy, ndim=4)
+    x_shape = check_shape_arg("x_shape", x_shape)
+    check_float("w", w, ndim=4, dtype=gy.dtype)
+    check_depthwise_weight_shape("w", w.shape, x_shape[1])
+    stride, padding, dilation = conv_geometry(stride, padding, dilation)
+    OH, OW = conv_output_hw(x_shape, w.shape, stride, padding, dilation)
+    check_shape("gy", gy, (x_shape[0], x_shape[1], OH, OW))
+    gx = np.empty(x_shape, gy.dtype)
+    _backward_input(gy, w, *stride, *padding, *dilation, gx)
+    return gx
+
+
+def depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation):
+    """Return ``gw = dL/dw`` (shape ``w_shape`` = (C, 1, KH, KW)) given ``gy = dL/dy`` and ``x``."""
+    check_float("gy", gy, ndim=4)
+    check_float("x", x, ndim=4, dtype=gy.dtype)
+    w_shape = check_depthwise_weight_shape("w_shape", check_shape_arg("w_shape", w_shape), x.shape[1])
+    stride, padding, dilation = conv_geometry(stride, padding, dilation)
+    OH, OW = conv_output_hw(x.shape, w_shape, stride, padding, dilation)
+    check_shape("gy", gy, x.shape[:2] + (OH, OW))
+    gw = np.empty(w_shape, gy.dtype)
+    _backward_weight(gy, x, *stride, *padding, *dilation, gw)
+    return gw

@@ -1,0 +1,143 @@
+"""Per-pixel cross-entropy (softmax + negative log-likelihood) on the CPU.
+
+Math. For pixel ``(n, h, w)`` with logits ``z_c = logits[n, c, h, w]`` and class
+``t = target[n, h, w]``::
+
+    m    = max_c z_c                                   (subtracted so exp never overflows)
+    lse  = m + log(sum_c exp(z_c - m))                 (log of the softmax denominator)
+    loss = weight[t] * (lse - z_t)                     (= -weight[t] * log softmax(z)_t)
+
+and ``loss = 0`` where ``t == ignore_index``. Differentiating, with ``softmax_c =
+exp(z_c - lse)``::
+
+    glogits[n, c, h, w] = gloss[n, h, w] * weight[t] * (softmax_c - [c == t])
+
+(0 where ignored). The forward returns ``lse`` so the backward needs no second max/sum.
+
+Shapes. ``logits, glogits``: (N, C, H, W); ``target``: (N, H, W) int64;
+``loss, lse, gloss``: (N, H, W); ``weight``: (C,). Floats share the dtype of ``logits``.
+
+Loop mapping. The C logits of one pixel are H*W apart in memory, so a pixel-at-a-time
+loop would jump across the array C times per pixel. Instead ``prange`` runs over image rows
+``(n, h)`` and each thread sweeps whole rows, class by class, with the pixel index ``w``
+innermost (contiguous) and per-row scratch vectors ``m`` and ``s`` of length W::
+
+    for r in prange(N*H):                     # one image row per iteration
+        n, h = divmod(r, H)
+        m[:] = logits[n, 0, h, :]
+        for c in 1..C-1:  for w: m[w] = max(m[w], logits[n, c, h, w])
+        s[:] = 0
+        for c in 0..C-1:  for w: s[w] += exp(logits[n, c, h, w] - m[w])
+        for w: lse[n, h, w] = m[w] + log(s[w]); loss[n, h, w] = weight[t]*(lse - logits[n, t, h, w])
+
+The backward has the same shape: a per-row coefficient ``gloss*weight[t]`` (0 if ignored),
+then one class-major sweep writing ``coef * exp(z - lse)``, then ``-coef`` at the target.
+
+Optimizations:
+    - Rows, not pixels, per iteration: every inner loop walks contiguous memory, so the
+      max and the sums vectorize and each cache line is used fully.
+    - ``lse`` is kept from the forward; the backward recomputes only the exponentials
+      (storing the softmax would cost another C*H*W array).
+    - Ignored pixels skip the exponential in the backward.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..checks import check_float, check_shape
+
+__all__ = ["cross_entropy_forward", "cross_entropy_backward"]
+
+
+@njit(parallel=True, cache=True)
+def _forward_kernel(logits, target, weight, ignore_index, loss, lse):
+    """Stable log-sum-exp per pixel, then the weighted negative log-likelihood of the target."""
+    N, C, H, W = logits.shape
+    for r in prange(N * H):
+        n, h = r // H, r % H
+        m = logits[n, 0, h, :].copy()
+        for c in range(1, C):
+            for w in range(W):
+                m[w] = max(m[w], logits[n, c, h, w])
+        s = np.zeros(W, dtype=logits.dtype)
+        for c in range(C):
+            for w in range(W):
+                s[w] += np.exp(logits[n, c, h, w] - m[w])
+        for w in range(W):
+            lse[n, h, w] = m[w] + np.log(s[w])
+            t = target[n, h, w]
+            if t == ignore_index:
+                loss[n, h, w] = 0
+            else:
+                loss[n, h, w] = weight[t] * (lse[n, h, w] - logits[n, t, h, w])
+
+
+@njit(parallel=True, cache=True)
+def _backward_kernel(gloss, logits, target, weight, ignore_index, lse, glogits):
+    """``coef * (softmax - onehot)`` per pixel with ``coef = gloss*weight[t]`` (0 if ignored)."""
+    N, C, H, W = logits.shape
+    for r in prange(N * H):
+        n, h = r // H, r % H
+        coef = np.zeros(W, dtype=logits.dtype)
+        for w in range(W):
+            t = target[n, h, w]
+            if t != ignore_index:
+                coef[w] = gloss[n, h, w] * weight[t]
+        for c in range(C):
+            for w in range(W):
+                if coef[w] != 0:
+                    glogits[n, c, h, w] = coef[w] * np.exp(logits[n, c, h, w] - lse[n, h, w])
+                else:
+                    glogits[n, c, h, w] = 0
+        for w in range(W):
+            t = target[n, h, w]
+            if t != ignore_index:
+                glogits[n, t, h, w] -= coef[w]
+
+
+def _check_inputs(logits, target, weight, ignore_index):
+    """Validate the arguments both directions share, including every target value."""
+    check_float("logits", logits, ndim=4)
+    N, C, H, W = logits.shape
+    if target.dtype != np.int64:
+        raise TypeError(f"target: expected int64, got {target.dtype}")
+    check_shape("target", target, (N, H, W))
+    if not target.flags.c_contiguous:
+        raise ValueError("target: expected a C-contiguous array")
+    check_float("weight", weight, ndim=1, dtype=logits.dtype)
+    check_shape("weight", weight, (C,))
+    if int(ignore_index) != ignore_index:
+        raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
+    bad = ((target < 0) | (target >= C)) & (target != ignore_index)
+    if bad.any():
+        raise ValueError(f"target: value {int(target[bad][0])} is outside [0, {C}) "
+                         f"(C = {C} classes) and is not ignore_index={ignore_index}")
+
+
+def cross_entropy_forward(logits, target, weight, ignore_index):
+    """Per-pixel weighted cross-entropy of ``logits`` (N, C, H, W) against ``target`` (N, H, W).
+
+    Returns ``(loss, lse)``, both (N, H, W): ``loss = weight[t]*(lse - logits[t])`` (0 where
+    ``target == ignore_index``) and the log-sum-exp over classes, kept for the backward.
+    """
+    _check_inputs(logits, target, weight, ignore_index)
+    N, C, H, W = logits.shape
+    loss = np.empty((N, H, W), dtype=logits.dtype)
+    lse = np.empty((N, H, W), dtype=logits.dtype)
+    _forward_kernel(logits, target, weight, int(ignore_index), loss, lse)
+    return loss, lse
+
+
+def cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse):
+    """Gradient of ``cross_entropy_forward``'s per-pixel loss w.r.t. ``logits``.
+
+    ``gloss`` (N, H, W) is the gradient of the loss map, ``lse`` what the forward returned.
+    Returns ``glogits`` shaped like ``logits`` (0 at ignored pixels).
+    """
+    _check_inputs(logits, target, weight, ignore_index)
+    N, C, H, W = logits.shape
+    for name, a in (("gloss", gloss), ("lse", lse)):
+        check_float(name, a, ndim=3, dtype=logits.dtype)
+        check_shape(name, a, (N, H, W))
+    glogits = np.empty_like(logits)
+    _backward_kernel(gloss, logits, target, weight, int(ignore_index), lse, glogits)
+    return glogits

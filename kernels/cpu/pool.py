@@ -1,0 +1,180 @@
+"""Average pooling (fixed window and adaptive) on the CPU.
+
+Math, ``avg_pool2d`` (PyTorch's defaults: ``count_include_pad=True``, ``ceil_mode=False``).
+The window of output ``(oh, ow)`` starts at ``(oh*SH - PH, ow*SW - PW)`` and is KH x KW;
+padded positions count as zeros, so the divisor is always ``KH*KW``::
+
+    OH = (H + 2*PH - KH) // SH + 1                           (and OW alike)
+    y[n,c,oh,ow] = 1/(KH*KW) * sum_{kh,kw} x[n,c, oh*SH-PH+kh, ow*SW-PW+kw]   (in-bounds only)
+
+The gradient sends ``gy/(KH*KW)`` back to every input of the window. As a gather: input
+``h`` lies in the windows ``oh`` with ``oh*SH - PH <= h < oh*SH - PH + KH``, i.e.
+``(h+PH-KH)//SH + 1 <= oh <= (h+PH)//SH`` (clipped to ``[0, OH)``), so each ``gx`` element
+sums the ``gy`` of a small rectangle of outputs and no two iterations write the same place.
+
+Math, ``adaptive_avg_pool2d``: output ``i`` of ``O`` averages the bin
+``[floor(i*H/O), ceil((i+1)*H/O))`` (bins may overlap or, when O > H, repeat)::
+
+    y[n,c,i,j] = mean(x[n,c, h0(i):h1(i), w0(j):w1(j)])
+
+Its gradient adds ``gy[i,j] / bin_area`` to every element of the bin. Bins of different
+sizes overlap irregularly, so here the backward is a scatter; it stays race-free because
+one iteration owns one whole (n, c) plane.
+
+Shapes. ``x, gx``: (N, C, H, W); ``y, gy``: (N, C, OH, OW).
+
+Loop mapping. The launchers view the arrays as (N*C, H, W) planes; ``prange`` runs over
+planes, the rows and columns of a plane run in order inside one thread::
+
+    for p in prange(N*C):                        # one (n, c) plane per iteration
+        for oh in range(OH):
+            for ow in range(OW):
+                s = 0
+                for h in window rows: for w in window columns: s += x[p, h, w]
+                y[p, oh, ow] = s / area
+
+Optimizations:
+    - The window is clipped to the plane once per output (``max``/``min`` on its corners),
+      so the inner loops carry no bounds tests.
+    - The fixed-window backward is a gather (each thread writes only what it owns), and
+      the adaptive backward scatters within the plane its thread owns: no atomics.
+    - Parallel over the N*C planes (256 in Fast-SCNN's pyramid pooling): enough work for
+      every core, and plain 3-D indexing of contiguous planes, no per-element index decoding.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..checks import check_float, check_pair, check_shape, pool_geometry
+
+__all__ = [
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_backward",
+]
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_forward_kernel(x, KH, KW, SH, SW, PH, PW, y):
+    """Each output is the window sum divided by ``KH*KW`` (padding counts as zeros)."""
+    P, H, W = x.shape
+    _, OH, OW = y.shape
+    inv_area = 1.0 / (KH * KW)
+    for p in prange(P):
+        for oh in range(OH):
+            h0 = max(oh * SH - PH, 0)
+            h1 = min(oh * SH - PH + KH, H)
+            for ow in range(OW):
+                w0 = max(ow * SW - PW, 0)
+                w1 = min(ow * SW - PW + KW, W)
+                s = 0.0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        s += x[p, h, w]
+                y[p, oh, ow] = s * inv_area
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_backward_kernel(gy, KH, KW, SH, SW, PH, PW, gx):
+    """Gather: ``gx[h, w]`` sums ``gy`` over the outputs whose windows contain ``(h, w)``."""
+    P, OH, OW = gy.shape
+    _, H, W = gx.shape
+    inv_area = 1.0 / (KH * KW)
+    for p in prange(P):
+        for h in range(H):
+            oh0 = max((h + PH - KH) // SH + 1, 0)
+            oh1 = min((h + PH) // SH + 1, OH)
+            for w in range(W):
+                ow0 = max((w + PW - KW) // SW + 1, 0)
+                ow1 = min((w + PW) // SW + 1, OW)
+                s = 0.0
+                for oh in range(oh0, oh1):
+                    for ow in range(ow0, ow1):
+                        s += gy[p, oh, ow]
+                gx[p, h, w] = s * inv_area
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_forward_kernel(x, y):
+    """Each output averages its bin ``[floor(i*H/OH), ceil((i+1)*H/OH))`` in both axes."""
+    P, H, W = x.shape
+    _, OH, OW = y.shape
+    for p in prange(P):
+        for oh in range(OH):
+            h0 = (oh * H) // OH
+            h1 = ((oh + 1) * H + OH - 1) // OH
+            for ow in range(OW):
+                w0 = (ow * W) // OW
+                w1 = ((ow + 1) * W + OW - 1) // OW
+                s = 0.0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        s += x[p, h, w]
+                y[p, oh, ow] = s / ((h1 - h0) * (w1 - w0))
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_backward_kernel(gy, gx):
+    """Scatter ``gy/bin_area`` over each bin; one plane per iteration, so no races."""
+    P, OH, OW = gy.shape
+    _, H, W = gx.shape
+    for p in prange(P):
+        for oh in range(OH):
+            h0 = (oh * H) // OH
+            h1 = ((oh + 1) * H + OH - 1) // OH
+            for ow in range(OW):
+                w0 = (ow * W) // OW
+                w1 = ((ow + 1) * W + OW - 1) // OW
+                g = gy[p, oh, ow] / ((h1 - h0) * (w1 - w0))
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        gx[p, h, w] += g
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding):
+    """Average pooling of ``x`` (N, C, H, W) like ``F.avg_pool2d``'s defaults; returns ``y``."""
+    check_float("x", x, ndim=4)
+    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x.shape, kernel_size, stride, padding)
+    N, C, H, W = x.shape
+    y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    _avg_pool_forward_kernel(x.reshape(N * C, H, W), KH, KW, SH, SW, PH, PW,
+                             y.reshape(N * C, OH, OW))
+    return y
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding):
+    """Gradient of ``avg_pool2d_forward`` w.r.t. its input of shape ``x_shape``; returns ``gx``."""
+    check_float("gy", gy, ndim=4)
+    if len(x_shape) != 4:
+        raise ValueError(f"x_shape: expected 4 dimensions, got {tuple(x_shape)}")
+    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x_shape, kernel_size, stride, padding)
+    N, C, H, W = x_shape
+    check_shape("gy", gy, (N, C, OH, OW))
+    gx = np.empty((N, C, H, W), dtype=gy.dtype)
+    _avg_pool_backward_kernel(gy.reshape(N * C, OH, OW), KH, KW, SH, SW, PH, PW,
+                              gx.reshape(N * C, H, W))
+    return gx
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """Adaptive average pooling of ``x`` (N, C, H, W) to ``output_size`` (OH, OW); returns ``y``."""
+    check_float("x", x, ndim=4)
+    OH, OW = check_pair("output_size", output_size, 1)
+    N, C, H, W = x.shape
+    y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    _adaptive_forward_kernel(x.reshape(N * C, H, W), y.reshape(N * C, OH, OW))
+    return y
+
+
+def adaptive_avg_pool2d_backward(gy, x_shape):
+    """Gradient of ``adaptive_avg_pool2d_forward`` w.r.t. its input of shape ``x_shape``."""
+    check_float("gy", gy, ndim=4)
+    if len(x_shape) != 4:
+        raise ValueError(f"x_shape: expected 4 dimensions, got {tuple(x_shape)}")
+    N, C, H, W = x_shape
+    if tuple(gy.shape[:2]) != (N, C):
+        raise ValueError(f"gy: expected shape ({N}, {C}, OH, OW), got {tuple(gy.shape)}")
+    OH, OW = gy.shape[2:]
+    gx = np.zeros((N, C, H, W), dtype=gy.dtype)
+    _adaptive_backward_kernel(gy.reshape(N * C, OH, OW), gx.reshape(N * C, H, W))
+    return gx

@@ -1,0 +1,105 @@
+"""Compiling the ``.cu`` lessons and launching their kernels, for every launcher module.
+
+Every ``.cu`` file holds ``template <typename T>`` kernels. Its launcher module lists their
+names in ``KERNELS`` and wraps the file in a :class:`Module`; the first launch compiles the
+whole file with NVRTC (through ``cupy.RawModule``) for ``T = float`` and ``T = double``,
+and CuPy keeps the binary in memory and in its on-disk cache, so a process compiles each
+file at most once and a second process usually not at all.
+
+Launch shapes:
+
+- :meth:`Module.launch`: one thread per output element, a 1-D grid of ``THREADS``-thread
+  blocks; the kernel guards with ``if (i >= n) return;``.
+- :meth:`Module.launch_rows`: a 2-D grid for the reductions, ``blockIdx.x`` = the row being
+  reduced (a channel, a channel x tap), ``blockIdx.y`` = a chunk of that row. Their kernels
+  size their shared memory by ``THREADS`` in ``reduce.cuh``, which must equal ``THREADS`` here.
+
+``MTS_DEBUG=1`` in the environment prints every launch (file, kernel, grid, block and the
+shapes of the array arguments) to stderr.
+"""
+import os
+import re
+import sys
+from pathlib import Path
+
+import cupy
+import numpy as np
+
+THREADS = 256
+MAX_CHUNKS = 256          # at most this many partial sums per reduced row,
+MIN_CHUNK = 4096          # each over about this many elements or more (16 per thread)
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_HERE = Path(__file__).parent
+_LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.MULTILINE)
+
+
+def on_gpu(**arrays):
+    """Check every keyword argument is a CuPy array; a NumPy array here means mixed-up backends."""
+    for name, a in arrays.items():
+        if not isinstance(a, cupy.ndarray):
+            raise TypeError(f"{name}: expected a CuPy array on the GPU, got "
+                            f"{type(a).__module__}.{type(a).__name__} (kernels.cpu takes NumPy arrays)")
+
+
+def chunks_for(length):
+    """Chunking of a reduction over ``length`` elements: return ``(chunks, chunk)``.
+
+    Enough chunks to fill the GPU when there are few rows, few enough that the per-row
+    finishing step stays short; the split depends only on ``length``, so the summation
+    order, hence the result, is the same on every run.
+    """
+    chunks = max(1, min(MAX_CHUNKS, -(-length // MIN_CHUNK)))
+    return chunks, -(-length // chunks)
+
+
+def _source(filename):
+    # Local headers are pasted in here rather than left to NVRTC's include path, because
+    # CuPy's cache key is the source text: an edited header must change it.
+    code = (_HERE / filename).read_text()
+    return _LOCAL_INCLUDE.sub(lambda m: (_HERE / m.group(1)).read_text(), code)
+
+
+class Module:
+    """The kernels ``kernels`` of the file ``filename``, compiled for float and double on first use."""
+
+    def __init__(self, filename, kernels):
+        self.filename = filename
+        self.kernels = tuple(kernels)
+        self._raw = None
+        self._functions = {}
+
+    def _function(self, name, dtype):
+        key = (name, np.dtype(dtype))
+        if key not in self._functions:
+            if self._raw is None:
+                self._raw = cupy.RawModule(
+                    code=_source(self.filename), options=("-std=c++17",),
+                    name_expressions=[f"{k}<{t}>" for k in self.kernels for t in _CTYPES.values()])
+            self._functions[key] = self._raw.get_function(f"{name}<{_CTYPES[key[1]]}>")
+        return self._functions[key]
+
+    def launch(self, name, dtype, n, args):
+        """Run kernel ``name<dtype>`` with one thread per element ``i < n``."""
+        self._run(name, dtype, (-(-n // THREADS),), args)
+
+    def launch_rows(self, name, dtype, rows, chunks, args):
+        """Run reduction kernel ``name<dtype>`` with a block per (row, chunk)."""
+        self._run(name, dtype, (rows, chunks), args)
+
+    def _run(self, name, dtype, grid, args):
+        if min(grid) == 0:
+            return
+        arrays = [a for a in args if isinstance(a, cupy.ndarray)]
+        if max(a.size for a in arrays) >= 2**31:
+            raise ValueError(f"{name}: arrays of 2**31 elements or more overflow the kernels' "
+                             f"32-bit indices; use a smaller batch")
+        if os.environ.get("MTS_DEBUG", "0") not in ("", "0"):
+            shapes = " ".join("x".join(map(str, a.shape)) or "()" for a in arrays)
+            print(f"[mts] {self.filename} {name}<{_CTYPES[np.dtype(dtype)]}> grid={grid} "
+                  f"block=({THREADS},) arrays: {shapes}", file=sys.stderr)
+        self._function(name, dtype)(grid, (THREADS,), args)
+
+
+def ints(*values):
+    """The values as ``np.int32`` kernel arguments (CuPy would pass a Python int as 64 bits)."""
+    return tuple(np.int32(v) for v in values)

@@ -1,0 +1,105 @@
+// Per-pixel cross-entropy (softmax + negative log-likelihood) on the GPU.
+//
+// Math. For pixel (n, h, w) with logits z_c = logits[n, c, h, w] and class t = target[n, h, w]:
+//
+//     m    = max_c z_c                              (subtracted so exp never overflows)
+//     lse  = m + log(sum_c exp(z_c - m))            (log-sum-exp: log of the softmax denominator)
+//     loss = weight[t] * (lse - z_t)                (= -weight[t] * log softmax(z)_t)
+//
+// and loss = 0 where t == ignore_index. Differentiating, with softmax_c = exp(z_c - lse):
+//
+//     glogits[n, c, h, w] = gloss[n, h, w] * weight[t] * (softmax_c - [c == t])
+//
+// (0 where ignored). The forward returns lse so the backward needs no second max/sum.
+//
+// Shapes. logits, glogits: (N, C, H, W); target: (N, H, W) int64 (long long here);
+// loss, lse, gloss: (N, H, W); weight: (C,). Floats share the dtype T of logits.
+// Pixel p = n*HW + hw; its class c logit sits at logits[(n*C + c)*HW + hw], HW apart.
+//
+// Thread-to-index mapping (256 threads per block):
+//
+//     forward:   thread p -> pixel p, looping over the C classes
+//     backward:  thread i -> glogits element i, decoded (n, c, hw), hw fastest
+//
+// The C logits of one pixel are HW apart, but neighbouring threads take neighbouring pixels,
+// so at every step of the class loop a warp reads 32 consecutive values: coalesced.
+//
+// Pseudo-loop (forward):
+//
+//     for p in parallel:
+//         m = max_c z[c];   s = sum_c exp(z[c] - m);   lse[p] = m + log(s)
+//         loss[p] = 0 if t == ignore_index else weight[t] * (lse[p] - z[t])
+//
+// Pseudo-loop (backward):
+//
+//     for n, c, hw in parallel:
+//         coef = 0 if t == ignore_index else gloss[p] * weight[t]
+//         glogits = coef * exp(z - lse[p])  -  (coef if c == t else 0)
+//
+// Target check. A class index outside [0, C) (other than ignore_index) would read outside
+// weight and logits. The kernels are the only code that looks at every target on the GPU,
+// so they check it: a bad pixel records its index with atomicMin(first_bad, p) and writes
+// nothing. The launcher reads first_bad back (one 4-byte copy, which waits for the kernel)
+// and raises a ValueError naming the first bad pixel; atomicMin makes that the same pixel
+// on every run.
+//
+// Optimizations:
+//   - One pass over a pixel's logits for the max and one for the sum: 2*C reads, all
+//     coalesced across the warp.
+//   - lse is kept from the forward; the backward recomputes only the exponentials
+//     (storing the softmax would cost another C*H*W array).
+//   - Ignored pixels skip the exponential in the backward.
+//   - Not done: an online softmax (running max and rescaled sum in one pass) would halve the
+//     forward's reads.
+
+// Stable log-sum-exp per pixel, then the weighted negative log-likelihood of the target.
+template <typename T>
+__global__ void cross_entropy_forward(const T* logits, const long long* target, const T* weight,
+                                      long long ignore_index, int N, int C, int HW,
+                                      T* loss, T* lse, int* first_bad)
+{
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= N * HW) return;
+    const T* z = logits + (p / HW) * C * HW + p % HW;  // class c at z[c * HW]
+    T m = z[0];
+    for (int c = 1; c < C; ++c) m = fmax(m, z[c * HW]);
+    T s = 0;
+    for (int c = 0; c < C; ++c) s += exp(z[c * HW] - m);
+    lse[p] = m + log(s);
+    const long long t = target[p];
+    if (t == ignore_index) {
+        loss[p] = 0;
+        return;
+    }
+    if (t < 0 || t >= C) {
+        atomicMin(first_bad, p);
+        return;
+    }
+    loss[p] = weight[t] * (lse[p] - z[t * HW]);
+}
+
+// coef * (softmax - onehot) per element, coef = gloss * weight[t] (0 if ignored).
+template <typename T>
+__global__ void cross_entropy_backward(const T* gloss, const T* logits, const long long* target,
+                                       const T* weight, long long ignore_index, const T* lse,
+                                       int N, int C, int HW, T* glogits, int* first_bad)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N * C * HW) return;
+    const int hw = i % HW;
+    const int c = i / HW % C;
+    const int p = i / (HW * C) * HW + hw;
+    const long long t = target[p];
+    if (t == ignore_index) {
+        glogits[i] = 0;
+        return;
+    }
+    if (t < 0 || t >= C) {
+        atomicMin(first_bad, p);
+        return;
+    }
+    const T coef = gloss[p] * weight[t];
+    T g = coef != T(0) ? coef * exp(logits[i] - lse[p]) : T(0);
+    if (c == t) g -= coef;
+    glogits[i] = g;
+}

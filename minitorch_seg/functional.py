@@ -1,0 +1,456 @@
+"""The differentiable operations, with PyTorch's names, argument orders and semantics.
+
+Each public function checks its arguments (a clear error names the argument, what was
+expected and what was given), then calls a :class:`Function` whose ``forward`` and
+``backward`` hand the arrays to the kernels of the backend where they live
+(``kernels.backend_for``). Small elementwise pieces (ReLU, softmax, dropout, cat, the bias)
+are array expressions that run unchanged on NumPy and CuPy.
+"""
+import numbers
+
+import numpy as np
+
+import kernels
+
+from . import backend
+from . import random as mrandom
+from .autograd import Function
+from .tensor import Tensor
+
+
+# --- argument checks ------------------------------------------------------------------------
+def _pair(op, name, value, minimum):
+    if isinstance(value, numbers.Integral):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, numbers.Integral) for v in value):
+        raise ValueError(f"{op}: {name}: expected an int or a pair of ints, got {value!r}")
+    if min(value) < minimum:
+        raise ValueError(f"{op}: {name}: expected values >= {minimum}, got {value}")
+    return int(value[0]), int(value[1])
+
+
+def _check_input(op, name, t, ndim=None, shape_doc=""):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name}: expected a Tensor, got {type(t).__name__}")
+    if ndim is not None and t.ndim != ndim:
+        raise ValueError(f"{op}: {name}: expected a {ndim}-D tensor {shape_doc}, got shape {t.shape}")
+    if t.dtype.kind != "f":
+        raise TypeError(f"{op}: {name}: expected a floating-point tensor, got {t.dtype}")
+
+
+def _check_like(op, name, t, ref, shape=None):
+    """Check ``t`` against the input ``ref``: a Tensor of the same dtype and device, and ``shape``."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name}: expected a Tensor, got {type(t).__name__}")
+    if t.device != ref.device:
+        raise RuntimeError(f"{op}: {name}: expected a tensor on {ref.device} (like input), got {t.device}")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{op}: {name}: expected dtype {ref.dtype} (like input), got {t.dtype}")
+    if shape is not None and t.shape != tuple(shape):
+        raise ValueError(f"{op}: {name}: expected shape {tuple(shape)}, got {t.shape}")
+
+
+def _kernels(a):
+    return kernels.backend_for(a)
+
+
+# --- convolution ----------------------------------------------------------------------------
+class Conv2d(Function):
+    """Convolution through the conv2d (groups=1) or depthwise (groups=C) kernels."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, depthwise):
+        K = _kernels(x)
+        conv = K.depthwise_forward if depthwise else K.conv2d_forward
+        y = conv(x, w, stride, padding, dilation)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        ctx.save_for_backward(x, w)
+        ctx.geometry = stride, padding, dilation
+        ctx.depthwise = depthwise
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        K = _kernels(gy)
+        if ctx.depthwise:
+            back_input, back_weight = K.depthwise_backward_input, K.depthwise_backward_weight
+        else:
+            back_input, back_weight = K.conv2d_backward_input, K.conv2d_backward_weight
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = back_input(gy, w, x.shape, *ctx.geometry) if need_x else None
+        gw = back_weight(gy, x, w.shape, *ctx.geometry) if need_w else None
+        gb = gy.sum(axis=(0, 2, 3)) if need_b else None
+        return gx, gw, gb, None, None, None, None
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) as ``torch.nn.functional.conv2d``.
+
+    input (N, C, H, W), weight (O, C // groups, KH, KW), bias (O,) or None.
+    Supported: ``groups == 1`` and depthwise ``groups == C == O``.
+    """
+    op = "conv2d"
+    _check_input(op, "input", input, 4, "(N, C, H, W)")
+    _check_input(op, "weight", weight, 4, "(out_channels, in_channels // groups, kH, kW)")
+    _check_like(op, "weight", weight, input)
+    stride = _pair(op, "stride", stride, 1)
+    padding = _pair(op, "padding", padding, 0)
+    dilation = _pair(op, "dilation", dilation, 1)
+    n, c, h, w = input.shape
+    o, cg, kh, kw = weight.shape
+    if not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{op}: groups: expected a positive int, got {groups!r}")
+    depthwise = groups > 1
+    if depthwise and not (groups == c and o == c):
+        raise NotImplementedError(f"{op}: groups: only groups=1 and depthwise (groups == in_channels "
+                                  f"== out_channels) are implemented, got groups={groups} with "
+                                  f"{c} input and {o} output channels")
+    if cg * groups != c:
+        raise ValueError(f"{op}: weight: expected {c // groups} input channels per group "
+                         f"(input has {c} channels, groups={groups}), got weight shape {weight.shape}")
+    if bias is not None:
+        _check_like(op, "bias", bias, input, (o,))
+    for axis, size, k in (("height", h, kh), ("width", w, kw)):
+        i = 0 if axis == "height" else 1
+        if size + 2 * padding[i] < dilation[i] * (k - 1) + 1:
+            raise ValueError(f"{op}: input: {axis} {size} (padded {size + 2 * padding[i]}) is smaller "
+                             f"than the dilated kernel {dilation[i] * (k - 1) + 1}")
+    return Conv2d.apply(input, weight, bias, stride, padding, dilation, depthwise)
+
+
+# --- batch norm -----------------------------------------------------------------------------
+class BatchNorm(Function):
+    """Batch norm over (N, H, W) per channel; in training it also updates the running stats."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        K, xp = _kernels(x), backend.xp_of(x)
+        c = x.shape[1]
+        weight = xp.ones(c, x.dtype) if weight is None else weight
+        bias = xp.zeros(c, x.dtype) if bias is None else bias
+        ctx.training, ctx.eps = training, eps
+        if training:
+            y, mean, invstd = K.batchnorm_forward_train(x, weight, bias, eps)
+            if running_mean is not None:
+                n = x.size // c
+                var = invstd ** -2 - x.dtype.type(eps)
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean
+                running_var *= 1 - momentum
+                running_var += momentum * var * (n / max(n - 1, 1))
+            ctx.save_for_backward(x, weight, mean, invstd)
+        else:
+            y = K.batchnorm_forward_eval(x, running_mean, running_var, weight, bias, eps)
+            ctx.save_for_backward(x, weight, running_mean.copy(), running_var.copy())
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        K = _kernels(gy)
+        x, weight, a, b = ctx.saved_tensors
+        if ctx.training:
+            gx, gw, gb = K.batchnorm_backward_train(gy, x, a, b, weight)
+        else:
+            gx, gw, gb = K.batchnorm_backward_eval(gy, x, a, b, weight, ctx.eps)
+        return gx, gw, gb, None, None, None, None, None
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalization as ``torch.nn.functional.batch_norm`` for (N, C, H, W) input.
+
+    In training the batch statistics normalize and the running stats (when given) move by
+    ``momentum`` toward them, the variance unbiased; in eval the running stats normalize.
+    """
+    op = "batch_norm"
+    _check_input(op, "input", input, 4, "(N, C, H, W)")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None:
+            _check_like(op, name, t, input, (c,))
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: running_mean/running_var: required when training=False")
+    if training and input.numel() // c < 2:
+        raise ValueError(f"{op}: input: expected more than 1 value per channel when training, "
+                         f"got shape {input.shape}")
+    rm = None if running_mean is None else running_mean.data
+    rv = None if running_var is None else running_var.data
+    return BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum), float(eps))
+
+
+# --- activations, dropout -------------------------------------------------------------------
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = backend.xp_of(x).maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (y > 0)
+
+
+def relu(input):
+    """max(input, 0) elementwise."""
+    _check_input("relu", "input", input)
+    return ReLU.apply(input)
+
+
+class Dropout(Function):
+    @staticmethod
+    def forward(ctx, x, p):
+        xp = backend.xp_of(x)
+        keep = mrandom.uniform(x.shape, x.dtype, xp) >= p
+        mask = keep * x.dtype.type(1.0 / (1.0 - p))
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.saved_tensors[0], None
+
+
+def dropout(input, p=0.5, training=True):
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (identity in eval)."""
+    _check_input("dropout", "input", input)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p: expected 0 <= p < 1, got {p}")
+    if not training or p == 0.0:
+        return input
+    return Dropout.apply(input, float(p))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = backend.xp_of(x)
+        shifted = x - x.max(axis=dim, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        xp = backend.xp_of(y)
+        return g - xp.exp(y) * g.sum(axis=ctx.dim, keepdims=True), None
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = backend.xp_of(x)
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        y = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return y * (g - (g * y).sum(axis=ctx.dim, keepdims=True)), None
+
+
+def log_softmax(input, dim):
+    """log(softmax(input)) along ``dim``, computed stably."""
+    _check_input("log_softmax", "input", input)
+    return LogSoftmax.apply(input, int(dim))
+
+
+def softmax(input, dim):
+    """exp(x) / sum(exp(x)) along ``dim``, computed stably."""
+    _check_input("softmax", "input", input)
+    return Softmax.apply(input, int(dim))
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *xs):
+        ctx.dim = dim
+        ctx.sizes = [x.shape[dim] for x in xs]
+        return backend.xp_of(xs[0]).concatenate(xs, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = backend.xp_of(g)
+        bounds = np.cumsum(ctx.sizes)[:-1].tolist()
+        return (None, *[part.copy() for part in xp.split(g, bounds, axis=ctx.dim)])
+
+
+def cat(tensors, dim=0):
+    """Concatenate tensors of equal shape except along ``dim``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: tensors: expected at least one tensor")
+    ref = tensors[0]
+    _check_input("cat", "tensors[0]", ref)
+    dim = dim % ref.ndim
+    for i, t in enumerate(tensors[1:], 1):
+        _check_like("cat", f"tensors[{i}]", t, ref)
+        if t.ndim != ref.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape)) if k != dim):
+            raise ValueError(f"cat: tensors[{i}]: expected shape {ref.shape} except along dim {dim}, "
+                             f"got {t.shape}")
+    return Cat.apply(dim, *tensors)
+
+
+# --- pooling --------------------------------------------------------------------------------
+class AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding):
+        ctx.args = x.shape, kernel_size, stride, padding
+        return _kernels(x).avg_pool2d_forward(x, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _kernels(g).avg_pool2d_backward(g, *ctx.args), None, None, None
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0):
+    """Average pooling as ``torch.nn.functional.avg_pool2d`` (count_include_pad=True, floor mode)."""
+    op = "avg_pool2d"
+    _check_input(op, "input", input, 4, "(N, C, H, W)")
+    kernel_size = _pair(op, "kernel_size", kernel_size, 1)
+    stride = kernel_size if stride is None else _pair(op, "stride", stride, 1)
+    padding = _pair(op, "padding", padding, 0)
+    if any(2 * p > k for p, k in zip(padding, kernel_size)):
+        raise ValueError(f"{op}: padding: expected at most half the kernel size {kernel_size}, got {padding}")
+    if any(s + 2 * p < k for s, p, k in zip(input.shape[2:], padding, kernel_size)):
+        raise ValueError(f"{op}: input: spatial size {input.shape[2:]} is smaller than kernel_size {kernel_size}")
+    return AvgPool2d.apply(input, kernel_size, stride, padding)
+
+
+class AdaptiveAvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        ctx.shape = x.shape
+        return _kernels(x).adaptive_avg_pool2d_forward(x, output_size)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _kernels(g).adaptive_avg_pool2d_backward(g, ctx.shape), None
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average over the bins ``floor(i*H/o) .. ceil((i+1)*H/o)``, as in PyTorch."""
+    op = "adaptive_avg_pool2d"
+    _check_input(op, "input", input, 4, "(N, C, H, W)")
+    return AdaptiveAvgPool2d.apply(input, _pair(op, "output_size", output_size, 1))
+
+
+# --- bilinear interpolation -----------------------------------------------------------------
+class Bilinear(Function):
+    @staticmethod
+    def forward(ctx, x, size, ratio, align_corners):
+        ctx.args = x.shape, ratio, align_corners
+        return _kernels(x).bilinear_forward(x, size, ratio, align_corners)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _kernels(g).bilinear_backward(g, *ctx.args), None, None, None
+
+
+def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=False):
+    """Resize (N, C, H, W) input bilinearly, as ``torch.nn.functional.interpolate``.
+
+    Give exactly one of ``size`` (an int or (H, W)) and ``scale_factor`` (a number or a pair).
+    With ``scale_factor`` the source coordinates use 1/scale_factor, as PyTorch does.
+    """
+    op = "interpolate"
+    _check_input(op, "input", input, 4, "(N, C, H, W)")
+    if mode != "bilinear":
+        raise NotImplementedError(f"{op}: mode: only 'bilinear' is implemented, got {mode!r}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{op}: size/scale_factor: expected exactly one of them, got "
+                         f"size={size!r}, scale_factor={scale_factor!r}")
+    in_h, in_w = input.shape[2:]
+    if size is not None:
+        size = _pair(op, "size", size, 1)
+        scales = (None, None)
+    else:
+        scales = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
+        if len(scales) != 2 or any(not isinstance(s, numbers.Real) or s <= 0 for s in scales):
+            raise ValueError(f"{op}: scale_factor: expected a positive number or pair, got {scale_factor!r}")
+        size = (int(np.floor(in_h * scales[0])), int(np.floor(in_w * scales[1])))
+        if min(size) < 1:
+            raise ValueError(f"{op}: scale_factor: {scale_factor!r} gives an empty output {size}")
+
+    def ratio(n_in, n_out, scale):
+        if align_corners:
+            return (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        return 1.0 / scale if scale is not None else n_in / n_out
+
+    r = (ratio(in_h, size[0], scales[0]), ratio(in_w, size[1], scales[1]))
+    return Bilinear.apply(input, size, r, bool(align_corners))
+
+
+# --- the loss -------------------------------------------------------------------------------
+class CrossEntropy(Function):
+    """Softmax cross-entropy per pixel, then the reduction."""
+
+    @staticmethod
+    def forward(ctx, logits, target, weight, ignore_index, reduction):
+        K, xp = _kernels(logits), backend.xp_of(logits)
+        loss, lse = K.cross_entropy_forward(logits, target, weight, ignore_index)
+        ctx.save_for_backward(logits, target, weight, lse)
+        ctx.ignore_index, ctx.reduction = ignore_index, reduction
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        valid = target != ignore_index
+        ctx.denominator = (weight[xp.where(valid, target, 0)] * valid).sum()
+        return loss.sum() / ctx.denominator
+
+    @staticmethod
+    def backward(ctx, g):
+        logits, target, weight, lse = ctx.saved_tensors
+        xp = backend.xp_of(g)
+        if ctx.reduction == "mean":
+            g = g / ctx.denominator
+        gloss = xp.ascontiguousarray(xp.broadcast_to(g, target.shape))
+        glogits = _kernels(g).cross_entropy_backward(gloss, logits, target, weight, ctx.ignore_index, lse)
+        return glogits, None, None, None, None
+
+
+def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"):
+    """Softmax cross-entropy as ``torch.nn.functional.cross_entropy``.
+
+    input: logits (N, C, H, W) or (N, C); target: class indices (N, H, W) or (N,), an int
+    Tensor or array; pixels equal to ``ignore_index`` contribute nothing. ``weight`` (C,)
+    scales each class; ``reduction='mean'`` divides by the summed weight of counted pixels.
+    """
+    op = "cross_entropy"
+    _check_input(op, "input", input)
+    if input.ndim not in (2, 4):
+        raise ValueError(f"{op}: input: expected logits (N, C, H, W) or (N, C), got shape {input.shape}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
+    t = target.data if isinstance(target, Tensor) else target
+    if not hasattr(t, "dtype") or t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target: expected an integer tensor of class indices, "
+                        f"got {getattr(t, 'dtype', type(t).__name__)}")
+    if backend.device_of(t) != input.device:
+        raise RuntimeError(f"{op}: target: expected a tensor on {input.device} (like input), "
+                           f"got {backend.device_of(t)}")
+    n, c = input.shape[:2]
+    expected = (n,) + input.shape[2:]
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{op}: target: expected shape {expected} for input {input.shape}, got {tuple(t.shape)}")
+    xp = backend.xp_of(input.data)
+    if weight is None:
+        w = xp.ones(c, dtype=input.dtype)
+    else:
+        _check_like(op, "weight", weight, input, (c,))
+        w = weight.data
+    logits = input if input.ndim == 4 else input.reshape(n, c, 1, 1)
+    t4 = xp.ascontiguousarray(t.astype(np.int64, copy=False)).reshape((n,) + logits.shape[2:])
+    out = CrossEntropy.apply(logits, t4, w, int(ignore_index), reduction)
+    return out.reshape(expected) if reduction == "none" else out

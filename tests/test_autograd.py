@@ -1,0 +1,103 @@
+"""The engine: Tensor arithmetic, broadcasting, the graph, fan-out, no_grad, release."""
+import numpy as np
+import pytest
+
+import minitorch_seg as mts
+
+
+def rand(*shape, seed=0):
+    return mts.tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("shapes", [((2, 3), (2, 3)), ((2, 3), (3,)), ((2, 1, 4), (3, 1)), ((3,), (2, 3))])
+def test_binary_ops_broadcast_gradcheck(op, shapes):
+    a, b = rand(*shapes[0], seed=1), rand(*shapes[1], seed=2)
+    if op == "div":
+        b.data = np.abs(b.data) + 1.0
+    fn = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y,
+          "mul": lambda x, y: x * y, "div": lambda x, y: x / y}[op]
+    assert mts.gradcheck(fn, [a, b])
+    assert fn(a, b).shape == np.broadcast_shapes(shapes[0], shapes[1])
+
+
+def test_scalars_on_either_side_keep_dtype():
+    x = mts.tensor([1.0, 2.0], requires_grad=True)
+    y = 3.0 - x * 2 + 1 / (x + 1) - (-x) ** 2
+    assert y.dtype == np.float32
+    y.sum().backward()
+    xs = np.array([1.0, 2.0])
+    np.testing.assert_allclose(x.grad.numpy(), -2 - 1 / (xs + 1) ** 2 - 2 * xs, rtol=1e-6)
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)])
+def test_sum_mean_reshape_exp_log_gradcheck(axis, keepdims):
+    x = rand(2, 3, 4)
+    x.data = np.abs(x.data) + 0.5
+    assert mts.gradcheck(lambda t: t.sum(axis, keepdims), [x])
+    assert mts.gradcheck(lambda t: t.mean(axis, keepdims), [x])
+    assert mts.gradcheck(lambda t: t.reshape(4, -1).log().exp() ** 3, [x])
+
+
+def test_fan_out_accumulates_and_leaves_accumulate_across_calls():
+    x = mts.tensor([2.0], requires_grad=True, dtype=np.float64)
+    y = x * x + x  # x used three times
+    y.backward()
+    assert x.grad.item() == pytest.approx(5.0)
+    (x * 3).backward()
+    assert x.grad.item() == pytest.approx(8.0)
+
+
+def test_graph_is_released_after_backward():
+    x = mts.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="already released"):
+        y.backward()
+
+
+def test_no_grad_records_nothing_and_detach_cuts():
+    x = mts.tensor([1.0], requires_grad=True)
+    with mts.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.is_leaf
+    z = (x * 2).detach()
+    assert not z.requires_grad
+    assert mts.is_grad_enabled()
+
+
+def test_deep_chain_has_no_recursion_limit():
+    x = mts.tensor([1.0], requires_grad=True, dtype=np.float64)
+    y = x
+    for _ in range(5000):
+        y = y + 1.0
+    y.backward()
+    assert x.grad.item() == 1.0
+
+
+def test_tensor_constructor_and_properties():
+    t = mts.tensor([[1, 2], [3, 4]])
+    assert t.dtype == np.int64 and t.shape == (2, 2) and t.device == "cpu" and t.ndim == 2
+    f = mts.tensor([1.5])
+    assert f.dtype == np.float32
+    assert mts.tensor(np.zeros(2)).dtype == np.float64
+    assert mts.tensor([1], dtype=np.float64).dtype == np.float64
+    with pytest.raises(ValueError, match="device: expected 'cpu' or 'cuda'"):
+        mts.tensor([1.0], device="tpu")
+    with pytest.raises(TypeError, match="requires_grad"):
+        mts.tensor([1, 2], requires_grad=True)
+
+
+def test_mixed_dtypes_are_refused():
+    a = mts.tensor(np.ones(2, np.float32))
+    b = mts.tensor(np.ones(2, np.float64))
+    with pytest.raises(TypeError, match="float32 and float64"):
+        a + b
+
+
+def test_backward_needs_grad_for_non_scalars():
+    x = rand(3)
+    with pytest.raises(RuntimeError, match="one-element"):
+        (x * 2).backward()
+    (x * 2).backward(np.ones(3))
+    np.testing.assert_array_equal(x.grad.numpy(), 2 * np.ones(3))

@@ -1,0 +1,171 @@
+"""CPU convolution kernels (dense conv2d and depthwise) against PyTorch, plus launcher checks."""
+import itertools
+
+import numpy as np
+import pytest
+
+from kernels.cpu.conv2d import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
+from kernels.cpu.depthwise import depthwise_backward_input, depthwise_backward_weight, depthwise_forward
+
+torch = pytest.importorskip("torch")
+
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+# (kernel, stride, padding, dilation): every combination on a 9x11 input (odd, non-square),
+# so each fits, plus asymmetric ones where the two axes differ.
+GEOMETRIES = [
+    ((kh, kw), (s, s), (p, p), (d, d))
+    for (kh, kw), s, p, d in itertools.product([(1, 1), (3, 3), (2, 3)], [1, 2], [0, 1, 2], [1, 2, 4])
+] + [
+    ((3, 2), (2, 1), (1, 0), (1, 2)),
+    ((1, 3), (1, 2), (0, 2), (4, 1)),
+    ((3, 3), (1, 2), (2, 1), (2, 1)),
+]
+GEOMETRIES = [pytest.param(g, id="k{}x{}-s{}{}-p{}{}-d{}{}".format(*sum(g, ()))) for g in GEOMETRIES]
+
+OPS = {
+    "conv2d": (conv2d_forward, conv2d_backward_input, conv2d_backward_weight),
+    "depthwise": (depthwise_forward, depthwise_backward_input, depthwise_backward_weight),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_single_thread():
+    """The oracle's convolutions are tiny: torch's thread pool would only contend with Numba's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _case(op, n, c, h, w, kernel, dtype, seed=0):
+    """Random x, w and an upstream gradient gy of the right shape for ``op``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    w_shape = (c, 1, *kernel) if op == "depthwise" else (c + 1, c, *kernel)
+    weight = rng.standard_normal(w_shape).astype(dtype)
+    return rng, x, weight
+
+
+def _torch_reference(op, x, w, rng, stride, padding, dilation):
+    """A random upstream gradient gy, and y, dL/dx, dL/dw for it from torch autograd in float64."""
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    groups = x.shape[1] if op == "depthwise" else 1
+    y = torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups)
+    gy = rng.standard_normal(tuple(y.shape)).astype(x.dtype)
+    y.backward(torch.tensor(gy, dtype=torch.float64))
+    return gy, y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()
+
+
+def _assert_close(ours, ref, dtype):
+    assert ours.dtype == dtype
+    assert ours.shape == ref.shape
+    tol = TOL[dtype]
+    np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * max(1.0, np.abs(ref).max()))
+
+
+def _check_op(op, n, c, h, w, geometry, dtype):
+    kernel, stride, padding, dilation = geometry
+    forward, backward_input, backward_weight = OPS[op]
+    rng, x, weight = _case(op, n, c, h, w, kernel, dtype)
+    gy, y_ref, gx_ref, gw_ref = _torch_reference(op, x, weight, rng, stride, padding, dilation)
+    x_before, w_before, gy_before = x.copy(), weight.copy(), gy.copy()
+
+    _assert_close(forward(x, weight, stride, padding, dilation), y_ref, dtype)
+    _assert_close(backward_input(gy, weight, x.shape, stride, padding, dilation), gx_ref, dtype)
+    _assert_close(backward_weight(gy, x, weight.shape, stride, padding, dilation), gw_ref, dtype)
+    for before, after in [(x_before, x), (w_before, weight), (gy_before, gy)]:
+        np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_matches_torch_float64(op, geometry):
+    """Forward, backward-input and backward-weight on a 2x3x9x11 input, every geometry."""
+    _check_op(op, 2, 3, 9, 11, geometry, np.float64)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[:-3:7] + GEOMETRIES[-3:])
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_matches_torch_float32(op, geometry):
+    """The float32 specializations on a spread of geometries (the float64 test covers them all)."""
+    _check_op(op, 2, 3, 9, 11, geometry, np.float32)
+
+
+@pytest.mark.parametrize("geometry", [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1), (2, 2)),
+                                      ((1, 1), (1, 1), (0, 0), (1, 1)), ((5, 3), (2, 1), (2, 1), (1, 3))])
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_matches_torch_wide_rows_float32(op, geometry):
+    """Rows long enough for the vectorized inner loops (and their remainders) to run."""
+    _check_op(op, 2, 5, 20, 37, geometry, np.float32)
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_single_image_single_channel(op):
+    _check_op(op, 1, 1, 7, 9, ((3, 3), (2, 2), (1, 1), (1, 1)), np.float64)
+
+
+# ----------------------------------------------------------------------------- launchers
+
+GEOM = ((1, 1), (1, 1), (1, 1))
+
+
+def _arrays(dtype=np.float32):
+    x = np.zeros((2, 3, 8, 8), dtype)
+    return x, np.zeros((4, 3, 3, 3), dtype), np.zeros((3, 1, 3, 3), dtype), np.zeros((2, 4, 8, 8), dtype)
+
+
+def test_conv2d_forward_rejects_bad_inputs():
+    x, w, _, _ = _arrays()
+    with pytest.raises(TypeError, match="x: expected float32 or float64, got int64"):
+        conv2d_forward(x.astype(np.int64), w, *GEOM)
+    with pytest.raises(TypeError, match="w: expected dtype float32"):
+        conv2d_forward(x, w.astype(np.float64), *GEOM)
+    with pytest.raises(ValueError, match="x: expected a C-contiguous array"):
+        conv2d_forward(np.zeros((2, 3, 8, 16), np.float32)[..., ::2], w, *GEOM)
+    with pytest.raises(ValueError, match=r"x: expected 4 dimensions, got shape \(3, 8, 8\)"):
+        conv2d_forward(x[0], w, *GEOM)
+    with pytest.raises(ValueError, match="w: expected 3 input channels"):
+        conv2d_forward(x, np.zeros((4, 2, 3, 3), np.float32), *GEOM)
+    with pytest.raises(ValueError, match="stride: expected a pair of integers >= 1"):
+        conv2d_forward(x, w, (0, 1), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="padding: expected a pair of integers >= 0"):
+        conv2d_forward(x, w, (1, 1), (1,), (1, 1))
+    with pytest.raises(ValueError, match="w: kernel .* does not fit"):
+        conv2d_forward(x, w, (1, 1), (0, 0), (5, 5))
+
+
+def test_conv2d_backward_rejects_bad_inputs():
+    x, w, _, gy = _arrays()
+    with pytest.raises(ValueError, match=r"gy: expected shape \(2, 4, 8, 8\), got \(2, 4, 7, 8\)"):
+        conv2d_backward_input(gy[:, :, :7].copy(), w, x.shape, *GEOM)
+    with pytest.raises(ValueError, match="x_shape: expected 4 positive ints"):
+        conv2d_backward_input(gy, w, (2, 3, 8), *GEOM)
+    with pytest.raises(TypeError, match="w: expected dtype float32"):
+        conv2d_backward_input(gy, w.astype(np.float64), x.shape, *GEOM)
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        conv2d_backward_weight(gy, x.astype(np.float64), w.shape, *GEOM)
+    with pytest.raises(ValueError, match="gy: expected a C-contiguous array"):
+        conv2d_backward_weight(np.zeros((2, 4, 8, 16), np.float32)[..., ::2], x, w.shape, *GEOM)
+    with pytest.raises(ValueError, match="w_shape: expected 3 input channels"):
+        conv2d_backward_weight(gy, x, (4, 2, 3, 3), *GEOM)
+
+
+def test_depthwise_rejects_bad_inputs():
+    x, _, w, _ = _arrays()
+    gy = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(TypeError, match="x: expected float32 or float64, got int32"):
+        depthwise_forward(x.astype(np.int32), w, *GEOM)
+    with pytest.raises(ValueError, match=r"w: expected shape \(3, 1, KH, KW\), got \(3, 2, 3, 3\)"):
+        depthwise_forward(x, np.zeros((3, 2, 3, 3), np.float32), *GEOM)
+    with pytest.raises(ValueError, match="w: expected a C-contiguous array"):
+        depthwise_forward(x, np.zeros((3, 1, 3, 6), np.float32)[..., ::2], *GEOM)
+    with pytest.raises(TypeError, match="gy: expected float32 or float64, got float16"):
+        depthwise_backward_input(gy.astype(np.float16), w, x.shape, *GEOM)
+    with pytest.raises(ValueError, match=r"gy: expected shape \(2, 3, 4, 4\)"):
+        depthwise_backward_input(gy, w, x.shape, (2, 2), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match=r"w_shape: expected shape \(3, 1, KH, KW\)"):
+        depthwise_backward_weight(gy, x, (4, 1, 3, 3), *GEOM)
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        depthwise_backward_weight(gy, x.astype(np.float64), w.shape, *GEOM)

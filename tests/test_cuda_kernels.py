@@ -1,0 +1,333 @@
+"""The CUDA kernels against the CPU kernels (the oracle) on the same inputs, and their launchers.
+
+Each comparison calls a ``kernels.cpu`` function on NumPy arrays and the ``kernels.cuda``
+function of the same name on CuPy copies of them: float64 must agree to rtol 1e-10, float32
+to rtol 1e-4 (atol is the same fraction of the largest reference value, as gradients sum
+terms of both signs). The cases follow the CPU tests: every convolution geometry on odd
+sizes, pooling windows with padding, bilinear with and without align_corners, cross-entropy
+with ignored pixels and class weights, plus inputs large enough that the GPU reductions
+split a row into several chunks. All tests need a GPU (``gpu`` marker).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy")
+
+import kernels  # noqa: E402
+import kernels.cpu as cpu  # noqa: E402
+import kernels.cuda as cuda  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = [np.float64, np.float32]
+RTOL = {np.float64: 1e-10, np.float32: 1e-4}
+EPS = 1e-5
+
+
+def randn(shape, dtype, seed=0, scale=1.0, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * scale + shift).astype(dtype)
+
+
+def check(name, *args):
+    """Run ``name`` on both backends with the same arguments; compare every output.
+
+    NumPy arrays among ``args`` are copied to the GPU for ``kernels.cuda``; the rest (shapes,
+    geometry, scalars) are passed as they are. The GPU inputs must come back unchanged.
+    """
+    want = getattr(cpu, name)(*args)
+    gpu_args = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    got = getattr(cuda, name)(*gpu_args)
+    want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert isinstance(g, cupy.ndarray), f"{name} returned {type(g)}"
+        g = cupy.asnumpy(g)
+        assert (g.dtype, g.shape) == (w.dtype, w.shape), name
+        rtol = RTOL[w.dtype.type]
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * max(1.0, np.abs(w).max()), err_msg=name)
+    for before, after in zip(args, gpu_args):
+        if isinstance(before, np.ndarray):
+            np.testing.assert_array_equal(cupy.asnumpy(after), before,
+                                          err_msg=f"{name} changed an input")
+
+
+# ----------------------------------------------------------------------------- convolutions
+
+# (kernel, stride, padding, dilation): every combination that fits a 9x11 input, plus
+# asymmetric ones where the two axes differ (the same set as the CPU tests).
+GEOMETRIES = [
+    ((kh, kw), (s, s), (p, p), (d, d))
+    for (kh, kw), s, p, d in itertools.product([(1, 1), (3, 3), (2, 3)], [1, 2], [0, 1, 2], [1, 2, 4])
+] + [
+    ((3, 2), (2, 1), (1, 0), (1, 2)),
+    ((1, 3), (1, 2), (0, 2), (4, 1)),
+    ((3, 3), (1, 2), (2, 1), (2, 1)),
+]
+GEOMETRIES = [pytest.param(g, id="k{}x{}-s{}{}-p{}{}-d{}{}".format(*g[0], *g[1], *g[2], *g[3]))
+              for g in GEOMETRIES]
+
+
+def check_conv(op, shape, geometry, dtype):
+    """Forward, backward-input and backward-weight of ``op`` ("conv2d" or "depthwise")."""
+    kernel, stride, padding, dilation = geometry
+    N, C, H, W = shape
+    x = randn(shape, dtype, seed=1)
+    w = randn((C, 1, *kernel) if op == "depthwise" else (C + 1, C, *kernel), dtype, seed=2)
+    y = getattr(cpu, f"{op}_forward")(x, w, stride, padding, dilation)
+    gy = randn(y.shape, dtype, seed=3)
+    check(f"{op}_forward", x, w, stride, padding, dilation)
+    check(f"{op}_backward_input", gy, w, x.shape, stride, padding, dilation)
+    check(f"{op}_backward_weight", gy, x, w.shape, stride, padding, dilation)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("op", ["conv2d", "depthwise"])
+def test_conv_float64(op, geometry):
+    check_conv(op, (2, 3, 9, 11), geometry, np.float64)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[::5] + GEOMETRIES[-3:])
+@pytest.mark.parametrize("op", ["conv2d", "depthwise"])
+def test_conv_float32(op, geometry):
+    check_conv(op, (2, 3, 9, 11), geometry, np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["conv2d", "depthwise"])
+def test_conv_large_enough_for_several_reduction_chunks(op, dtype):
+    # N*OH*OW = 2*70*90 = 12600 products per depthwise weight: 4 chunks of the reduction.
+    check_conv(op, (2, 4, 70, 90), ((3, 3), (1, 1), (1, 1), (1, 1)), dtype)
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 1, 2), (3, 2, 50, 61)])  # last: 3 chunks
+def test_batchnorm(dtype, shape):
+    C = shape[1]
+    x = randn(shape, dtype, seed=1, scale=2.0, shift=3.0)
+    weight, bias, gy = randn(C, dtype, seed=2), randn(C, dtype, seed=3), randn(shape, dtype, seed=4)
+    mean, var = randn(C, dtype, seed=5), np.random.default_rng(6).uniform(0.5, 2.0, C).astype(dtype)
+    check("batchnorm_forward_train", x, weight, bias, EPS)
+    _, batch_mean, invstd = cpu.batchnorm_forward_train(x, weight, bias, EPS)
+    check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight)
+    check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS)
+    check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS)
+
+
+def test_batchnorm_float32_statistics_survive_a_large_mean():
+    # E[x^2] - E[x]^2 or a float32 running sum would lose most digits of this variance.
+    x = randn((2, 2, 64, 64), np.float32, scale=0.1, shift=1000.0)
+    ones = cupy.ones(2, np.float32)
+    _, mean, invstd = cuda.batchnorm_forward_train(cupy.asarray(x), ones, ones, EPS)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(cupy.asnumpy(mean), x64.mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(cupy.asnumpy(invstd), 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + EPS),
+                               rtol=1e-5)
+
+
+def test_reductions_are_deterministic():
+    x = cupy.asarray(randn((3, 4, 50, 61), np.float32, seed=1))
+    gy = cupy.asarray(randn((3, 4, 50, 61), np.float32, seed=2))
+    w = cupy.asarray(randn((4, 1, 3, 3), np.float32, seed=3))
+    ones = cupy.ones(4, np.float32)
+    runs = [(cuda.depthwise_backward_weight(gy, x, w.shape, (1, 1), (1, 1), (1, 1)),
+             *cuda.batchnorm_forward_train(x, ones, ones, EPS)[1:],
+             *cuda.batchnorm_backward_train(gy, x, ones, ones, ones)[1:]) for _ in range(2)]
+    for a, b in zip(*runs):
+        assert cupy.array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, stride, padding", [
+    ((2, 2), (2, 2), (0, 0)), ((2, 2), (1, 1), (1, 1)), ((3, 3), (1, 1), (1, 1)),
+    ((3, 3), (2, 2), (1, 1)), ((3, 3), (2, 2), (0, 0)), ((2, 3), (1, 2), (1, 0)),
+])
+def test_avg_pool2d(dtype, kernel, stride, padding):
+    x = randn((2, 3, 7, 9), dtype)
+    y = cpu.avg_pool2d_forward(x, kernel, stride, padding)
+    check("avg_pool2d_forward", x, kernel, stride, padding)
+    check("avg_pool2d_backward", randn(y.shape, dtype, seed=1), x.shape, kernel, stride, padding)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", [(7, 9), (8, 8), (5, 13), (2, 3)])
+@pytest.mark.parametrize("out", [(1, 1), (2, 2), (3, 3), (6, 6), (6, 4)])
+def test_adaptive_avg_pool2d(dtype, hw, out):
+    x = randn((2, 3) + hw, dtype)
+    check("adaptive_avg_pool2d_forward", x, out)
+    check("adaptive_avg_pool2d_backward", randn((2, 3) + out, dtype, seed=1), x.shape)
+
+
+# ----------------------------------------------------------------------------- bilinear
+
+def ratio_of(in_hw, out_hw, align_corners, scale_factor=None):
+    """Source pixels per output pixel, as ``minitorch_seg.functional.interpolate`` computes it."""
+    if align_corners:
+        return tuple((i - 1) / (o - 1) if o > 1 else 0.0 for i, o in zip(in_hw, out_hw))
+    if scale_factor is not None:
+        return tuple(1.0 / s for s in scale_factor)
+    return tuple(i / o for i, o in zip(in_hw, out_hw))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("in_hw, size, scale_factor", [
+    ((5, 7), (9, 13), None),          # up, odd, non-square
+    ((9, 13), (4, 6), None),          # down
+    ((6, 5), (6, 11), None),          # one axis unchanged (PyTorch copies it)
+    ((5, 7), (1, 4), None),           # a single output row
+    ((4, 8), (32, 64), None),         # up by 8, the Fast-SCNN head
+    ((1, 1), (3, 5), None),           # a single input pixel
+    ((5, 7), None, (1.7, 2.3)),       # ratio from a scale factor: 1/scale, not in/out
+    ((4, 5), None, (2.5, 1.1)),       # scale 1.1 keeps width 5: copied despite ratio 1/1.1
+])
+def test_bilinear(dtype, align_corners, in_hw, size, scale_factor):
+    if size is None:
+        size = tuple(int(np.floor(i * s)) for i, s in zip(in_hw, scale_factor))
+    ratio = ratio_of(in_hw, size, align_corners, scale_factor)
+    x = randn((2, 3) + in_hw, dtype)
+    check("bilinear_forward", x, size, ratio, align_corners)
+    check("bilinear_backward", randn((2, 3) + size, dtype, seed=1), x.shape, ratio, align_corners)
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ignore_index", [255, -100, 2])  # 2: a real class, ignored
+@pytest.mark.parametrize("logit_scale", [1.0, 60.0])  # 60: exp overflows without the max shift
+def test_cross_entropy(dtype, ignore_index, logit_scale):
+    rng = np.random.default_rng(0)
+    N, C, H, W = 2, 5, 3, 7
+    logits = randn((N, C, H, W), dtype, scale=logit_scale)
+    target = rng.integers(0, C, (N, H, W))
+    target[rng.random((N, H, W)) < 0.25] = ignore_index
+    assert (target == ignore_index).any() and (target != ignore_index).any()
+    weight = rng.uniform(0.5, 2.0, C).astype(dtype)
+    _, lse = cpu.cross_entropy_forward(logits, target, weight, ignore_index)
+    check("cross_entropy_forward", logits, target, weight, ignore_index)
+    check("cross_entropy_backward", randn((N, H, W), dtype, seed=1), logits, target, weight,
+          ignore_index, lse)
+
+
+def test_cross_entropy_every_pixel_ignored():
+    logits = randn((1, 3, 2, 2), np.float32)
+    target = np.full((1, 2, 2), 255, np.int64)
+    weight = np.ones(3, np.float32)
+    _, lse = cpu.cross_entropy_forward(logits, target, weight, 255)
+    check("cross_entropy_forward", logits, target, weight, 255)
+    check("cross_entropy_backward", np.ones((1, 2, 2), np.float32), logits, target, weight, 255, lse)
+
+
+# ----------------------------------------------------------------------------- launchers
+
+def z32(*shape):
+    return cupy.zeros(shape, np.float32)
+
+
+G = ((1, 1), (1, 1), (1, 1))
+
+
+def _numpy_calls():
+    """A valid argument list, in NumPy arrays, for every function of the API."""
+    f32 = lambda *shape: np.ones(shape, np.float32)  # noqa: E731
+    x, gy, v = f32(1, 2, 4, 4), f32(1, 2, 4, 4), f32(2)
+    g = ((1, 1), (1, 1), (1, 1))
+    t = np.zeros((1, 4, 4), np.int64)
+    return {
+        "conv2d_forward": (x, f32(2, 2, 3, 3), *g),
+        "conv2d_backward_input": (gy, f32(2, 2, 3, 3), x.shape, *g),
+        "conv2d_backward_weight": (gy, x, (2, 2, 3, 3), *g),
+        "depthwise_forward": (x, f32(2, 1, 3, 3), *g),
+        "depthwise_backward_input": (gy, f32(2, 1, 3, 3), x.shape, *g),
+        "depthwise_backward_weight": (gy, x, (2, 1, 3, 3), *g),
+        "batchnorm_forward_train": (x, v, v, EPS),
+        "batchnorm_forward_eval": (x, v, v, v, v, EPS),
+        "batchnorm_backward_train": (gy, x, v, v, v),
+        "batchnorm_backward_eval": (gy, x, v, v, v, EPS),
+        "avg_pool2d_forward": (x, (2, 2), (2, 2), (0, 0)),
+        "avg_pool2d_backward": (f32(1, 2, 2, 2), x.shape, (2, 2), (2, 2), (0, 0)),
+        "adaptive_avg_pool2d_forward": (x, (2, 2)),
+        "adaptive_avg_pool2d_backward": (f32(1, 2, 2, 2), x.shape),
+        "bilinear_forward": (x, (8, 8), (0.5, 0.5), False),
+        "bilinear_backward": (f32(1, 2, 8, 8), x.shape, (0.5, 0.5), False),
+        "cross_entropy_forward": (x, t, v, 255),
+        "cross_entropy_backward": (f32(1, 4, 4), x, t, v, 255, f32(1, 4, 4)),
+    }
+
+
+def test_every_function_is_exercised_by_the_numpy_test():
+    modules = (cuda.conv2d, cuda.depthwise, cuda.batchnorm, cuda.pool, cuda.upsample, cuda.loss)
+    assert set(_numpy_calls()) == {name for module in modules for name in module.__all__}
+
+
+@pytest.mark.parametrize("name", sorted(_numpy_calls()))
+def test_numpy_arrays_are_rejected(name):
+    args = _numpy_calls()[name]
+    # The same arguments as CuPy arrays are accepted: only the device is wrong.
+    getattr(cuda, name)(*[cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args])
+    with pytest.raises(TypeError, match=r"expected a CuPy array on the GPU, got numpy\.ndarray"):
+        getattr(cuda, name)(*args)
+
+
+def test_numpy_and_cupy_arrays_mixed_are_rejected_by_name():
+    x = cupy.ones((1, 2, 4, 4), np.float32)
+    with pytest.raises(TypeError, match=r"^w: expected a CuPy array on the GPU"):
+        cuda.conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32), (1, 1), (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("bad", [5, -1, 254])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_cross_entropy_rejects_a_bad_target_value(direction, bad):
+    logits, weight, pixels = z32(2, 5, 3, 4), cupy.ones(5, np.float32), z32(2, 3, 4)
+    target = np.zeros((2, 3, 4), np.int64)
+    target[1, 2, 3] = bad
+    target = cupy.asarray(target)
+    with pytest.raises(ValueError, match=rf"target: value {bad} is outside \[0, 5\).*ignore_index=255"):
+        if direction == "forward":
+            cuda.cross_entropy_forward(logits, target, weight, 255)
+        else:
+            cuda.cross_entropy_backward(pixels, logits, target, weight, 255, pixels)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: cuda.conv2d_forward(z32(2, 3, 8, 8).astype(np.int64), z32(4, 3, 3, 3), *G),
+     TypeError, "x: expected float32 or float64"),
+    (lambda: cuda.depthwise_forward(z32(2, 3, 8, 16)[..., ::2], z32(3, 1, 3, 3), *G),
+     ValueError, "x: expected a C-contiguous array"),
+    (lambda: cuda.batchnorm_forward_train(z32(2, 3, 5, 7), z32(4), z32(3), EPS),
+     ValueError, r"weight: expected shape \(3,\), got \(4,\)"),
+    (lambda: cuda.avg_pool2d_backward(z32(2, 3, 3, 3), (2, 3, 5, 7), (2, 2), (2, 2), (0, 0)),
+     ValueError, r"gy: expected shape \(2, 3, 2, 3\)"),
+    (lambda: cuda.bilinear_forward(z32(1, 1, 4, 4), (8, 8), (0.5, float("nan")), False),
+     ValueError, "ratio: expected a pair of finite floats >= 0"),
+    (lambda: cuda.cross_entropy_forward(z32(2, 5, 3, 4), z32(2, 3, 4).astype(np.int32),
+                                        cupy.ones(5, np.float32), 255),
+     TypeError, "target: expected int64"),
+])
+def test_launchers_reject_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_backend_for_picks_cuda_for_cupy_arrays():
+    assert kernels.backend_for(cupy.zeros(1)) is cuda
+    assert kernels.backend_for(np.zeros(1)) is cpu
+
+
+def test_debug_switch_prints_every_launch(monkeypatch, capsys):
+    x = cupy.ones((1, 2, 5, 5), np.float32)
+    monkeypatch.setenv("MTS_DEBUG", "1")
+    cuda.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))
+    lines = capsys.readouterr().err.splitlines()
+    kernels_launched = [line.split()[2] for line in lines]
+    assert kernels_launched == ["depthwise_weight_partials<float>", "sum_chunks<float>"]
+    assert "grid=(2, 1) block=(256,) arrays: 1x2x5x5 1x2x5x5 2x1" in lines[0]
+    monkeypatch.setenv("MTS_DEBUG", "0")
+    cuda.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))
+    assert capsys.readouterr().err == ""
