@@ -61,7 +61,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, samples=None, seed=0):
             numeric = (plus - minus) / (2 * eps)
             a = analytic.reshape(-1)[j]
             if abs(a - numeric) > atol + rtol * abs(numeric):
-                raise GradcheckError(f"gradcheck: inputs[{i}] element {np.unravel_index(j, t.shape)}: "
+                where = tuple(int(k) for k in np.unravel_index(j, t.shape))
+                raise GradcheckError(f"gradcheck: inputs[{i}] element {where}: "
                                      f"analytic {a:.8g} vs numerical {numeric:.8g}")
     return True
 

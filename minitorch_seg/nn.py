@@ -114,6 +114,20 @@ class Module:
                 t.grad = Tensor(backend.to_device(t.grad.data, device))
         return self
 
+    def double(self):
+        """Cast every parameter and buffer to float64 in place (for gradient checks); returns self."""
+        return self._cast(np.float64)
+
+    def float(self):
+        """Cast every parameter and buffer to float32 in place; returns self."""
+        return self._cast(np.float32)
+
+    def _cast(self, dtype):
+        for _, t in list(self.named_parameters()) + list(self.named_buffers()):
+            t.data = t.data.astype(dtype)
+            t.grad = None
+        return self
+
     def zero_grad(self):
         """Forget the gradients of every parameter (sets ``grad`` to None)."""
         for p in self.parameters():

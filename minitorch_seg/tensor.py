@@ -356,12 +356,12 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu"):
         data = data.data
     if backend.is_cupy(data):
         data = data.get()
-    arr = np.array(data, dtype=dtype, copy=True)
+    arr = np.array(data, dtype=dtype, copy=True, order="C")
     if dtype is None and not isinstance(data, np.ndarray) and arr.dtype == np.float64:
         arr = arr.astype(_DEFAULT_FLOAT)
     if requires_grad and arr.dtype.kind != "f":
         raise TypeError(f"requires_grad: only floating-point tensors can require grad, got {arr.dtype}")
-    return Tensor(backend.to_device(np.ascontiguousarray(arr), device), requires_grad=requires_grad)
+    return Tensor(backend.to_device(arr, device), requires_grad=requires_grad)
 
 
 def zeros(*shape, dtype=np.float32, device="cpu", requires_grad=False):

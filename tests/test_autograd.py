@@ -81,6 +81,7 @@ def test_tensor_constructor_and_properties():
     f = mts.tensor([1.5])
     assert f.dtype == np.float32
     assert mts.tensor(np.zeros(2)).dtype == np.float64
+    assert mts.tensor(0.25).shape == ()
     assert mts.tensor([1], dtype=np.float64).dtype == np.float64
     with pytest.raises(ValueError, match="device: expected 'cpu' or 'cuda'"):
         mts.tensor([1.0], device="tpu")

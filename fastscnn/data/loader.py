@@ -1,0 +1,108 @@
+"""A small threaded data loader: batches of numpy arrays, reproducible for a seed.
+
+Why threads: decoding PNGs (PIL) and the numpy work of the transforms release the GIL,
+so a few threads keep up with a training step without the start-up cost and pickling of
+processes.
+
+Why it is deterministic: nothing depends on which thread runs first.
+
+- the sample order of epoch ``e`` is a permutation drawn from ``SeedSequence([seed, e])``;
+- sample ``i`` of epoch ``e`` is augmented with its own generator from
+  ``SeedSequence([seed, e, i])``;
+- batches are built independently and handed out in order.
+
+Pseudo-loop of one epoch::
+
+    order = permutation(N) if shuffle else 0..N-1
+    for each batch b (at most ``prefetch`` of them submitted ahead to ``num_workers`` threads):
+        samples = [transform(*dataset[i], rng(seed, epoch, i)) for i in order[b]]
+        yield stack(x for x, y in samples), stack(y for x, y in samples)
+
+Leaving the loop early (``break``, an exception) closes the generator, which cancels
+the batches not started yet and joins the threads.
+"""
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fastscnn.data.transforms import EvalTransform
+
+
+class DataLoader:
+    """Iterate ``dataset`` in batches ``(x float32 (N, 3, H, W), y int64 (N, H, W))``.
+
+    ``dataset[i]`` must return ``(image, label)``; ``transform(image, label, rng)`` turns
+    it into ``(x, y)`` arrays (default: ``EvalTransform()``). All samples of a batch must
+    come out the same size (use a crop for training).
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False, transform=None, seed=0,
+                 num_workers=2, prefetch=4, drop_last=False):
+        """``num_workers=0`` builds batches in the calling thread (handy for debugging);
+        ``prefetch`` bounds how many batches are built ahead of the consumer."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0 or prefetch < 1:
+            raise ValueError(f"need num_workers >= 0 and prefetch >= 1, got {num_workers} and {prefetch}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.transform = EvalTransform() if transform is None else transform
+        self.seed = seed
+        self.num_workers = num_workers
+        self.prefetch = prefetch
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Select the epoch whose order and augmentations the next iteration produces."""
+        self.epoch = epoch
+
+    def __len__(self):
+        """Number of batches per epoch."""
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _order(self):
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch])).permutation(n)
+
+    def _batch(self, indices, epoch):
+        xs, ys = [], []
+        for i in indices:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, int(i)]))
+            x, y = self.transform(*self.dataset[int(i)], rng)
+            xs.append(x)
+            ys.append(y)
+        return np.stack(xs), np.stack(ys)
+
+    def __iter__(self):
+        """Yield the batches of the current epoch, built ``prefetch`` ahead in background threads."""
+        return self.iterate()
+
+    def iterate(self, start=0):
+        """Yield the batches of the current epoch from batch ``start`` on (to resume mid-epoch);
+        the batches before it are not built."""
+        order = self._order()
+        batches = [order[k:k + self.batch_size]
+                   for k in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size)]
+        if self.num_workers == 0:
+            return (self._batch(b, self.epoch) for b in batches)
+        return self._threaded(batches, self.epoch)
+
+    def _threaded(self, batches, epoch):
+        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="DataLoader")
+        todo, pending = deque(batches), deque()
+        try:
+            while todo and len(pending) < self.prefetch:
+                pending.append(pool.submit(self._batch, todo.popleft(), epoch))
+            while pending:
+                batch = pending.popleft().result()
+                if todo:  # keep `prefetch` batches in flight while the consumer works
+                    pending.append(pool.submit(self._batch, todo.popleft(), epoch))
+                yield batch
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,168 @@
+"""Fast-SCNN: a fast semantic segmentation network (Poudel, Liwicki, Cipolla, BMVC 2019).
+
+Two branches share a cheap learning-to-downsample stem. The detail branch is the stem's
+1/8-resolution output; the context branch runs MobileNetV2 bottlenecks down to 1/32 and a
+pyramid pooling module. Feature fusion adds the two at 1/8, a light classifier predicts the
+classes, and bilinear upsampling brings the logits to the input size::
+
+    input (N,3,H,W)
+      LearningToDownsample   conv3x3 s2 -> 32, DSConv s2 -> 48, DSConv s2 -> 64      (1/8)
+      GlobalFeatureExtractor bottlenecks t,c,n,s = 6,64,3,2 / 6,96,3,2 / 6,128,3,1   (1/32)
+                             + PyramidPooling(bins 1,2,3,6) -> 128
+      FeatureFusion          low: upsample to the 1/8 size, dw3x3 dilation 4, 1x1 linear
+                             high: 1x1 linear; add; ReLU                             (1/8)
+      Classifier             DSConv 128, DSConv 128, dropout, 1x1 -> classes
+      upsample bilinear to (H, W)
+
+Choices the paper leaves open, and ours:
+- Every conv is followed by batch norm and has no bias, except each head's last 1x1 conv
+  (which has a bias and no batch norm).
+- DSConv = depthwise 3x3 + BN + ReLU, then pointwise 1x1 + BN + ReLU (ReLU after both parts).
+- Bottleneck (MobileNetV2): expand 1x1 + BN + ReLU, depthwise 3x3 (stride s) + BN + ReLU,
+  project 1x1 + BN with no activation (linear); a residual add when stride is 1 and the
+  channels match. The stride of a block of n sits in its first layer.
+- Pyramid pooling: per bin b, adaptive average pool to b x b, 1x1 conv to 128/4 channels + BN +
+  ReLU, bilinear upsample back; concatenate with the input (2 x 128 channels) and project with
+  a 1x1 conv + BN + ReLU to 128.
+- Feature fusion: the low-resolution branch is upsampled to the high-resolution branch's
+  actual size (not a fixed x4), so any input size works, not only multiples of 32.
+- Classifier dropout p = 0.1. ReLU everywhere (the paper's activation).
+- Bilinear upsampling uses ``align_corners=False`` (PyTorch's default).
+- Auxiliary heads (training only): on the learning-to-downsample output (64 ch) and on the
+  global feature extractor output (128 ch), each conv3x3 -> 32 + BN + ReLU, dropout 0.1,
+  1x1 -> classes, upsampled to the input size; their losses are weighted 0.4.
+"""
+import minitorch_seg.functional as F
+from minitorch_seg import nn
+
+
+def conv_bn_relu(cin, cout, kernel=3, stride=1, padding=None, dilation=1, groups=1, relu=True):
+    """conv (no bias) + BN (+ ReLU): the basic unit of every block."""
+    padding = dilation * (kernel // 2) if padding is None else padding
+    layers = [nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
+
+
+class DSConv(nn.Sequential):
+    """Depthwise separable conv: depthwise 3x3 (stride s) + BN + ReLU, pointwise 1x1 + BN + ReLU."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__(conv_bn_relu(cin, cin, 3, stride, groups=cin), conv_bn_relu(cin, cout, 1))
+
+
+class Bottleneck(nn.Module):
+    """MobileNetV2 inverted residual: expand t x, depthwise (stride s), linear projection."""
+
+    def __init__(self, cin, cout, t, stride):
+        super().__init__()
+        hidden = cin * t
+        self.block = nn.Sequential(conv_bn_relu(cin, hidden, 1), conv_bn_relu(hidden, hidden, 3, stride, groups=hidden),
+                                   conv_bn_relu(hidden, cout, 1, relu=False))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class PyramidPooling(nn.Module):
+    """Context at four scales: pool to b x b for b in ``bins``, 1x1 conv, upsample, concat, project."""
+
+    def __init__(self, channels, bins=(1, 2, 3, 6)):
+        super().__init__()
+        self.bins = bins
+        self.stages = nn.ModuleList([conv_bn_relu(channels, channels // 4, 1) for _ in bins])
+        self.project = conv_bn_relu(channels + len(bins) * (channels // 4), channels, 1)
+
+    def forward(self, x):
+        size = x.shape[2:]
+        pyramid = [x] + [F.interpolate(stage(F.adaptive_avg_pool2d(x, b)), size=size)
+                         for b, stage in zip(self.bins, self.stages)]
+        return self.project(F.cat(pyramid, dim=1))
+
+
+class LearningToDownsample(nn.Sequential):
+    """conv 3x3 s2 -> 32, DSConv s2 -> 48, DSConv s2 -> 64: the shared 1/8 stem."""
+
+    def __init__(self):
+        super().__init__(conv_bn_relu(3, 32, 3, 2), DSConv(32, 48, 2), DSConv(48, 64, 2))
+
+
+class GlobalFeatureExtractor(nn.Sequential):
+    """Bottleneck stages 6/64/3/2, 6/96/3/2, 6/128/3/1 and pyramid pooling, at 1/32."""
+
+    def __init__(self, stages=((6, 64, 3, 2), (6, 96, 3, 2), (6, 128, 3, 1))):
+        blocks, cin = [], 64
+        for t, c, n, s in stages:
+            for i in range(n):
+                blocks.append(Bottleneck(cin, c, t, s if i == 0 else 1))
+                cin = c
+        super().__init__(*blocks, PyramidPooling(cin))
+
+
+class FeatureFusion(nn.Module):
+    """Add the 1/8 detail branch and the upsampled 1/32 context branch, then ReLU."""
+
+    def __init__(self, high_channels=64, low_channels=128, out_channels=128):
+        super().__init__()
+        self.low_dw = conv_bn_relu(low_channels, low_channels, 3, dilation=4, groups=low_channels)
+        self.low_project = conv_bn_relu(low_channels, out_channels, 1, relu=False)
+        self.high_project = conv_bn_relu(high_channels, out_channels, 1, relu=False)
+
+    def forward(self, high, low):
+        low = F.interpolate(low, size=high.shape[2:])
+        return F.relu(self.high_project(high) + self.low_project(self.low_dw(low)))
+
+
+class Classifier(nn.Module):
+    """Two DSConv 128, dropout, and a 1x1 conv to the classes (at 1/8 resolution)."""
+
+    def __init__(self, channels, num_classes, dropout=0.1):
+        super().__init__()
+        self.body = nn.Sequential(DSConv(channels, channels), DSConv(channels, channels), nn.Dropout(dropout))
+        self.logits = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x):
+        return self.logits(self.body(x))
+
+
+class AuxHead(nn.Module):
+    """Training-only head: conv 3x3 -> 32 + BN + ReLU, dropout, 1x1 -> classes."""
+
+    def __init__(self, channels, num_classes, dropout=0.1):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(channels, 32, 3), nn.Dropout(dropout))
+        self.logits = nn.Conv2d(32, num_classes, 1)
+
+    def forward(self, x):
+        return self.logits(self.body(x))
+
+
+class FastSCNN(nn.Module):
+    """Fast-SCNN for ``num_classes`` classes (19 for Cityscapes, about 1.1M parameters).
+
+    ``forward(x)`` takes normalized images (N, 3, H, W) and returns logits (N, classes, H, W);
+    in training mode with ``aux=True`` it returns ``(logits, aux_ltd, aux_gfe)``, the two
+    auxiliary logits also at (H, W).
+    """
+
+    def __init__(self, num_classes=19, aux=True):
+        super().__init__()
+        self.aux = aux
+        self.learning_to_downsample = LearningToDownsample()
+        self.global_feature_extractor = GlobalFeatureExtractor()
+        self.feature_fusion = FeatureFusion(64, 128, 128)
+        self.classifier = Classifier(128, num_classes)
+        if aux:
+            self.aux_ltd = AuxHead(64, num_classes)
+            self.aux_gfe = AuxHead(128, num_classes)
+
+    def forward(self, x):
+        size = x.shape[2:]
+        high = self.learning_to_downsample(x)
+        low = self.global_feature_extractor(high)
+        logits = F.interpolate(self.classifier(self.feature_fusion(high, low)), size=size)
+        if not (self.training and self.aux):
+            return logits
+        return (logits, F.interpolate(self.aux_ltd(high), size=size),
+                F.interpolate(self.aux_gfe(low), size=size))

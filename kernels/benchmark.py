@@ -1,0 +1,439 @@
+"""Per-op benchmark: our kernels against PyTorch, forward + backward, at Fast-SCNN's shapes.
+
+    python -m kernels.benchmark --device cpu|cuda [--repeat N] [--json] [--quick]
+
+Each row runs one op the way training runs it: the forward pass, then the backward pass
+with a fixed random upstream gradient (the loss row: its own scalar), gradients taken for
+every input a layer trains (the image of the first conv needs none). Our side goes through
+``minitorch_seg.functional``, so a row also pays for the Function, the argument checks and
+the graph, as a model does. Because that module takes PyTorch's names and arguments, one
+function per row writes the call, and it runs unchanged on ``torch.nn.functional``.
+
+Rows (float32 for both libraries, the same input values):
+
+- ``--device cpu``: batch 2 of 512x1024 images, the sizes of a CPU training step
+  (32 to 384 channels, 32x64 to 256x512 pixels).
+- ``--device cuda``: batch 12 of 1024x1024 crops, the paper's training batch.
+- ``--quick``: tiny shapes covering every op (for the tests; the times mean nothing).
+
+How it measures:
+
+- Time: wall clock around forward + backward, the median of ``--repeat`` runs after one
+  warm-up run (which also compiles: Numba loads its cache, NVRTC builds the ``.cu`` files).
+  On the GPU the clock is read only after CuPy's and torch's queues are synchronised.
+- Memory (GPU only): the peak allocated during one forward + backward beyond what was
+  allocated before it (the inputs): CuPy's memory pool, watched through a counting
+  allocator, against ``torch.cuda.max_memory_allocated``. Not on the CPU: Numba allocates
+  inside kernels with its own allocator, which ``tracemalloc`` does not see, so a number
+  there would undercount us.
+- PyTorch settings: on the CPU ``torch.set_num_threads(os.cpu_count())``; on the GPU TF32
+  off for matmul and cuDNN, so both sides compute in full float32 (cuDNN itself stays on).
+
+torch is imported only when the benchmark runs: it is the optional oracle. This module
+sits above the kernels it measures (it imports ``minitorch_seg``); ``kernels`` never
+imports it.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+WARMUP = 1
+CLASSES = 19
+IGNORE = 255
+
+
+# --- the rows --------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Case:
+    """One row: ``inputs(rng)`` makes ``{name: (array, requires_grad)}``, ``call(F, t)`` the output."""
+
+    op: str
+    shape: str
+    inputs: Callable
+    call: Callable
+
+
+def _randn(rng, *shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def conv(n, cin, h, w, cout, k, stride=1, dilation=1, depthwise=False, input_grad=True):
+    """A conv2d row (dense, or depthwise with ``cout == cin``), padding keeping the size at stride 1."""
+    groups = cin if depthwise else 1
+    padding = dilation * (k // 2)
+
+    def inputs(rng):
+        return {"x": (_randn(rng, n, cin, h, w), input_grad),
+                "w": (_randn(rng, cout, cin // groups, k, k) * np.float32(0.1), True)}
+
+    name = f"{'depthwise' if depthwise else 'conv2d'} {k}x{k}"
+    name += f" s{stride}" if stride > 1 else ""
+    name += f" d{dilation}" if dilation > 1 else ""
+    shape = f"{n}x{cin}x{h}x{w}" + ("" if depthwise else f" -> {cout}")
+    return Case(name, shape, inputs,
+                lambda F, t: F.conv2d(t["x"], t["w"], None, stride, padding, dilation, groups))
+
+
+def batch_norm(n, c, h, w):
+    """A training-mode batch norm row (batch statistics, running stats updated)."""
+    def inputs(rng):
+        return {"x": (_randn(rng, n, c, h, w), True),
+                "weight": (np.ones(c, np.float32), True), "bias": (np.zeros(c, np.float32), True),
+                "mean": (np.zeros(c, np.float32), False), "var": (np.ones(c, np.float32), False)}
+    return Case("batch_norm train", f"{n}x{c}x{h}x{w}", inputs,
+                lambda F, t: F.batch_norm(t["x"], t["mean"], t["var"], t["weight"], t["bias"], True))
+
+
+def _x_only(n, c, h, w):
+    return lambda rng: {"x": (_randn(rng, n, c, h, w), True)}
+
+
+def bilinear(n, c, h, w, out_h, out_w):
+    """A bilinear resize row (``align_corners=False``, as Fast-SCNN uses it)."""
+    return Case("bilinear", f"{n}x{c}x{h}x{w} -> {out_h}x{out_w}", _x_only(n, c, h, w),
+                lambda F, t: F.interpolate(t["x"], size=(out_h, out_w), mode="bilinear",
+                                           align_corners=False))
+
+
+def adaptive_pool(n, c, h, w, out):
+    """An adaptive average pool row."""
+    return Case("adaptive_avg_pool2d", f"{n}x{c}x{h}x{w} -> {out}x{out}", _x_only(n, c, h, w),
+                lambda F, t: F.adaptive_avg_pool2d(t["x"], out))
+
+
+def avg_pool(n, c, h, w, k):
+    """An average pool row with stride = kernel size."""
+    return Case(f"avg_pool2d k{k}", f"{n}x{c}x{h}x{w}", _x_only(n, c, h, w),
+                lambda F, t: F.avg_pool2d(t["x"], k))
+
+
+def cross_entropy(n, c, h, w):
+    """A cross-entropy row (mean over labelled pixels; about 5% carry the ignore label)."""
+    def inputs(rng):
+        target = rng.integers(0, c, (n, h, w))
+        target[rng.random((n, h, w)) < 0.05] = IGNORE
+        return {"x": (_randn(rng, n, c, h, w), True), "target": (target, False)}
+    return Case("cross_entropy", f"{n}x{c}x{h}x{w}", inputs,
+                lambda F, t: F.cross_entropy(t["x"], t["target"], ignore_index=IGNORE))
+
+
+def cpu_cases():
+    """Fast-SCNN's layers at batch 2 of 512x1024 (a CPU training step)."""
+    return [conv(2, 3, 512, 1024, 32, 3, stride=2, input_grad=False),
+            conv(2, 48, 128, 256, 64, 1),
+            conv(2, 64, 32, 64, 384, 1),
+            conv(2, 32, 256, 512, 32, 3, stride=2, depthwise=True),
+            conv(2, 384, 32, 64, 384, 3, depthwise=True),
+            conv(2, 128, 128, 256, 128, 3, dilation=4, depthwise=True),
+            batch_norm(2, 32, 256, 512),
+            batch_norm(2, 384, 32, 64),
+            adaptive_pool(2, 128, 32, 64, 6),
+            bilinear(2, 128, 32, 64, 128, 256),
+            bilinear(2, CLASSES, 128, 256, 512, 1024),
+            cross_entropy(2, CLASSES, 512, 1024),
+            avg_pool(2, 128, 32, 64, 2)]
+
+
+def cuda_cases():
+    """Fast-SCNN's layers at batch 12 of 1024x1024 crops (the paper's training step)."""
+    return [conv(12, 3, 1024, 1024, 32, 3, stride=2, input_grad=False),
+            conv(12, 64, 64, 64, 384, 1),
+            conv(12, 384, 64, 64, 384, 3, depthwise=True),
+            conv(12, 32, 512, 512, 32, 3, depthwise=True),
+            batch_norm(12, 32, 512, 512),
+            adaptive_pool(12, 128, 32, 32, 6),
+            bilinear(12, 128, 32, 32, 128, 128),
+            bilinear(12, CLASSES, 128, 128, 1024, 1024),
+            cross_entropy(12, CLASSES, 1024, 1024)]
+
+
+def quick_cases():
+    """Every op at a tiny shape: checks the harness, not the speed."""
+    return [conv(2, 3, 16, 32, 8, 3, stride=2, input_grad=False),
+            conv(2, 8, 8, 16, 16, 1),
+            conv(2, 8, 16, 16, 8, 3, stride=2, depthwise=True),
+            conv(2, 8, 16, 16, 8, 3, dilation=4, depthwise=True),
+            batch_norm(2, 8, 8, 16),
+            adaptive_pool(2, 8, 8, 16, 6),
+            bilinear(2, 8, 4, 8, 16, 32),
+            cross_entropy(2, 5, 8, 16),
+            avg_pool(2, 8, 8, 16, 2)]
+
+
+# --- the two libraries -----------------------------------------------------------------------
+def import_torch():
+    """Import PyTorch, or exit with a message saying that it is needed and how to get it."""
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit("this benchmark compares with PyTorch, which is not installed: "
+                         "pip install torch") from None
+    return torch
+
+
+def configure_torch(torch, device):
+    """All CPU threads on the CPU; full float32 (TF32 off) on the GPU."""
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count())
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def check_cuda(torch=None):
+    """Exit with a message unless CuPy (and ``torch``, when given) sees a CUDA device."""
+    import minitorch_seg as mts
+    if not mts.cuda.is_available():
+        raise SystemExit("--device cuda: CuPy with a visible CUDA device is needed "
+                         "(pip install 'minitorch-seg[cuda12]')")
+    if torch is not None and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this torch build sees no CUDA device; install a CUDA build")
+
+
+def synchronizer(device, torch=None):
+    """A function that waits for every queued GPU kernel of CuPy and ``torch`` (a no-op on the CPU)."""
+    if device == "cpu":
+        return lambda: None
+    import cupy
+
+    def sync():
+        cupy.cuda.Device().synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
+    return sync
+
+
+def median_ms(fn, repeat, sync, warmup=WARMUP):
+    """The median wall time of ``fn()`` in milliseconds over ``repeat`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def cupy_peak_bytes(fn):
+    """Bytes of CuPy's default pool in use ``(before, at the peak)`` of running ``fn()``.
+
+    The pool's count grows only when it hands out memory, so checking it after every
+    allocation (through a wrapping allocator) sees the true peak.
+    """
+    import cupy
+    pool = cupy.get_default_memory_pool()
+    cupy.cuda.Device().synchronize()
+    before = peak = pool.used_bytes()
+
+    def counting_malloc(size):
+        nonlocal peak
+        memory = pool.malloc(size)
+        peak = max(peak, pool.used_bytes())
+        return memory
+
+    with cupy.cuda.using_allocator(counting_malloc):
+        fn()
+        cupy.cuda.Device().synchronize()
+    return before, peak
+
+
+def torch_peak_bytes(torch, fn):
+    """Bytes torch's CUDA allocator has allocated ``(before, at the peak)`` of running ``fn()``."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return before, torch.cuda.max_memory_allocated()
+
+
+class Ours:
+    """minitorch_seg on ``device``: arrays moved there once, leaves wrapped per run."""
+
+    name = "ours"
+
+    def __init__(self, device):
+        import minitorch_seg as mts
+        self.mts, self.F, self.device = mts, mts.functional, device
+
+    def array(self, a):
+        """``a`` (NumPy) on the device, as this library's raw data."""
+        return self.mts.backend.to_device(a, self.device)
+
+    def leaf(self, data, requires_grad):
+        """A fresh leaf over ``data`` (no copy), so gradients never accumulate across runs."""
+        return self.mts.Tensor(data, requires_grad=requires_grad)
+
+
+class Torch:
+    """torch.nn.functional on ``device``, the same conventions as :class:`Ours`."""
+
+    name = "torch"
+
+    def __init__(self, torch, device):
+        self.torch, self.F, self.device = torch, torch.nn.functional, device
+
+    def array(self, a):
+        """``a`` (NumPy) on the device, as a torch tensor."""
+        return self.torch.from_numpy(a).to(self.device)
+
+    def leaf(self, data, requires_grad):
+        """A fresh leaf sharing ``data``'s storage."""
+        return data.detach().requires_grad_(requires_grad)
+
+
+def runner(lib, case, data, grad_out):
+    """A function running ``case`` forward + backward once in ``lib`` on its device ``data``."""
+    upstream = None if grad_out is None else lib.array(grad_out)
+
+    def run():
+        out = case.call(lib.F, {k: lib.leaf(d, g) for k, (d, g) in data.items()})
+        out.backward(upstream)
+    return run
+
+
+def output_shape(case, ours, data):
+    """The shape of the case's output: one forward pass of ours without a graph."""
+    with ours.mts.no_grad():
+        return case.call(ours.F, {k: ours.leaf(d, False) for k, (d, _) in data.items()}).shape
+
+
+def measure(case, libs, device, repeat, sync, torch):
+    """Time (and on the GPU, measure the memory of) ``case`` in each library; one result dict.
+
+    ``libs[0]`` is ours. Both libraries get copies of the same NumPy inputs and the same
+    upstream gradient.
+    """
+    rng = np.random.default_rng(0)
+    arrays = case.inputs(rng)
+    data = {lib.name: {k: (lib.array(a), g) for k, (a, g) in arrays.items()} for lib in libs}
+    shape = output_shape(case, libs[0], data[libs[0].name])
+    grad_out = _randn(rng, *shape) if shape else None
+    row = {"op": case.op, "shape": case.shape}
+    for lib in libs:
+        run = runner(lib, case, data[lib.name], grad_out)
+        row[f"{lib.name}_ms"] = median_ms(run, repeat, sync)
+        if device == "cuda":
+            before, peak = cupy_peak_bytes(run) if lib.name == "ours" else torch_peak_bytes(torch, run)
+            row[f"{lib.name}_peak_mb"] = (peak - before) / 2**20
+    row["ratio"] = row["ours_ms"] / row["torch_ms"]
+    if device == "cuda":
+        row["memory_ratio"] = row["ours_peak_mb"] / row["torch_peak_mb"] if row["torch_peak_mb"] else None
+    return row
+
+
+# --- the report ------------------------------------------------------------------------------
+def busy_note():
+    """A warning when the 1-minute load average exceeds the core count (other work skews times), else None."""
+    load, cores = os.getloadavg()[0], os.cpu_count()
+    if load <= cores:
+        return None
+    return (f"the machine is busy (load average {load:.1f} on {cores} cores): other processes "
+            f"share the cores, so times are slower and noisier than on an idle machine")
+
+
+def release_cached_memory(torch=None):
+    """Give the memory CuPy's pool (and ``torch``'s allocator, when given) keep cached back to the GPU."""
+    import cupy
+    cupy.get_default_memory_pool().free_all_blocks()
+    if torch is not None:
+        torch.cuda.empty_cache()
+
+
+def gpu_name():
+    """The name of the current CUDA device, as CuPy reports it."""
+    import cupy
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    return name.decode() if isinstance(name, bytes) else name
+
+
+def header(device, repeat, torch):
+    """What the numbers were measured on and how (also the JSON's top-level keys)."""
+    info = {"device": device, "dtype": "float32", "measure": "forward+backward",
+            "repeat": repeat, "warmup": WARMUP, "torch_version": torch.__version__,
+            "load_average": [round(v, 2) for v in os.getloadavg()],
+            "notes": [n for n in [busy_note()] if n]}
+    if device == "cpu":
+        import numba
+        info.update(cpu_count=os.cpu_count(), numba_threads=numba.get_num_threads(),
+                    torch_threads=torch.get_num_threads())
+    else:
+        info.update(gpu=gpu_name(), tf32=False, cudnn=torch.backends.cudnn.enabled)
+    return info
+
+
+def format_table(info, rows):
+    """The rows as a fixed-width text table under a one-line description of the setup."""
+    gpu = info["device"] == "cuda"
+    lines = [", ".join(f"{k}={v}" for k, v in info.items() if k != "notes")]
+    lines += [f"note: {n}" for n in info["notes"]]
+    cols = ["op", "shape", "ours ms", "torch ms", "ours/torch"]
+    cols += ["ours MB", "torch MB", "mem ours/torch"] if gpu else []
+    table = []
+    for r in rows:
+        line = [r["op"], r["shape"], f"{r['ours_ms']:.2f}", f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}"]
+        if gpu:
+            mem = "-" if r["memory_ratio"] is None else f"{r['memory_ratio']:.2f}"
+            line += [f"{r['ours_peak_mb']:.1f}", f"{r['torch_peak_mb']:.1f}", mem]
+        table.append(line)
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+
+    def fmt(cells):  # text columns left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    lines += [fmt(cols), fmt(["-" * w for w in widths])] + [fmt(t) for t in table]
+    if not gpu:
+        lines.append("(memory: not measured on the CPU; Numba's allocations are invisible to tracemalloc)")
+    return "\n".join(lines)
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m kernels.benchmark", description=__doc__.split("\n")[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per op (the median is shown)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--quick", action="store_true", help="tiny shapes (checks the harness, times mean nothing)")
+    return p
+
+
+def main(argv=None):
+    """Run the benchmark and print the table (or JSON); returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat: expected a positive integer, got {args.repeat}")
+    torch = import_torch()
+    if args.device is None:
+        import minitorch_seg as mts
+        args.device = "cuda" if mts.cuda.is_available() else "cpu"
+    if args.device == "cuda":
+        check_cuda(torch)
+    configure_torch(torch, args.device)
+    cases = quick_cases() if args.quick else cpu_cases() if args.device == "cpu" else cuda_cases()
+    libs = [Ours(args.device), Torch(torch, args.device)]
+    sync = synchronizer(args.device, torch)
+    info = header(args.device, args.repeat, torch)
+    rows = []
+    for case in cases:
+        rows.append(measure(case, libs, args.device, args.repeat, sync, torch))
+        if args.device == "cuda":
+            release_cached_memory(torch)  # the next row starts from an empty cache on both sides
+        print(f"  {case.op} {case.shape}: ours {rows[-1]['ours_ms']:.2f} ms, torch {rows[-1]['torch_ms']:.2f} ms",
+              file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(dict(info, results=rows), indent=1))
+    else:
+        print(format_table(info, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
