@@ -39,6 +39,7 @@ import numpy as np
 
 import minitorch_seg as mts
 import minitorch_seg.functional as F
+from fastscnn.cli import parse_size
 from fastscnn.losses import SegmentationLoss
 from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
@@ -348,17 +349,6 @@ def report(result):
 
 
 # --- the command ---------------------------------------------------------------------------
-def _size(text):
-    """``512`` -> (512, 512); ``512x1024`` -> (512, 1024)."""
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts, default=0) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with positive integers, got {text!r}")
-    return parts[0], parts[-1]
-
-
 def _positive(text):
     value = int(text)
     if value < 1:
@@ -373,7 +363,7 @@ def _parser():
     p.add_argument("--height", type=_positive, help="inference height (default 1024 on cuda, 512 on cpu)")
     p.add_argument("--width", type=_positive, help="inference width (default 2048 on cuda, 1024 on cpu)")
     p.add_argument("--train-batch", type=_positive, help="training batch (default 12 on cuda, 2 on cpu)")
-    p.add_argument("--train-size", type=_size, help="training crop, N or HxW (default 1024x1024 on cuda, "
+    p.add_argument("--train-size", type=parse_size, help="training crop, N or HxW (default 1024x1024 on cuda, "
                                                      "512x1024 on cpu)")
     p.add_argument("--iters", type=_positive, help="timed runs (the median is shown; default 20 on cuda, 3 on cpu)")
     p.add_argument("--compare-torch", action="store_true", help="time the same network in PyTorch too")

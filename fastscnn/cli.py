@@ -6,7 +6,7 @@ import sys
 from fastscnn.palette import NUM_CLASSES
 
 
-def _size(text):
+def parse_size(text):
     """``512`` -> (512, 512); ``512x1024`` -> (512, 1024)."""
     try:
         parts = [int(v) for v in text.lower().split("x")]
@@ -27,7 +27,7 @@ def _parser():
     t.add_argument("--iters", type=int, help="training iterations")
     t.add_argument("--epochs", type=int, help="training epochs (instead of --iters)")
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--crop-size", type=_size, help="N or HxW")
+    t.add_argument("--crop-size", type=parse_size, help="N or HxW")
     t.add_argument("--lr", type=float, default=0.045)
     t.add_argument("--ohem", action="store_true", help="online hard example mining (p < 0.7)")
     t.add_argument("--out", default="runs/fastscnn", help="output folder (default: runs/fastscnn)")

@@ -103,3 +103,25 @@ def check_channel_vectors(x, **vectors):
     for name, v in vectors.items():
         check_float(name, v, ndim=1, dtype=x.dtype)
         check_shape(name, v, (x.shape[1],))
+
+
+def check_cross_entropy_args(logits, target, weight, ignore_index):
+    """Check the arguments of both cross-entropy directions (not the target values: each backend
+    scans those where they live)."""
+    check_float("logits", logits, ndim=4)
+    N, C, H, W = logits.shape
+    if target.dtype != np.int64:
+        raise TypeError(f"target: expected int64, got {target.dtype}")
+    check_shape("target", target, (N, H, W))
+    if not target.flags.c_contiguous:
+        raise ValueError("target: expected a C-contiguous array")
+    check_float("weight", weight, ndim=1, dtype=logits.dtype)
+    check_shape("weight", weight, (C,))
+    if int(ignore_index) != ignore_index:
+        raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
+
+
+def bad_target_message(value, classes, ignore_index):
+    """The error for a target value that is neither a class in [0, classes) nor ignore_index."""
+    return (f"target: value {value} is outside [0, {classes}) (C = {classes} classes) "
+            f"and is not ignore_index={ignore_index}")

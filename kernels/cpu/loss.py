@@ -43,7 +43,7 @@ Optimizations:
 import numpy as np
 from numba import njit, prange
 
-from ..checks import check_float, check_shape
+from ..checks import bad_target_message, check_cross_entropy_args, check_float, check_shape
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
 
@@ -96,21 +96,11 @@ def _backward_kernel(gloss, logits, target, weight, ignore_index, lse, glogits):
 
 def _check_inputs(logits, target, weight, ignore_index):
     """Validate the arguments both directions share, including every target value."""
-    check_float("logits", logits, ndim=4)
-    N, C, H, W = logits.shape
-    if target.dtype != np.int64:
-        raise TypeError(f"target: expected int64, got {target.dtype}")
-    check_shape("target", target, (N, H, W))
-    if not target.flags.c_contiguous:
-        raise ValueError("target: expected a C-contiguous array")
-    check_float("weight", weight, ndim=1, dtype=logits.dtype)
-    check_shape("weight", weight, (C,))
-    if int(ignore_index) != ignore_index:
-        raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
+    check_cross_entropy_args(logits, target, weight, ignore_index)
+    C = logits.shape[1]
     bad = ((target < 0) | (target >= C)) & (target != ignore_index)
     if bad.any():
-        raise ValueError(f"target: value {int(target[bad][0])} is outside [0, {C}) "
-                         f"(C = {C} classes) and is not ignore_index={ignore_index}")
+        raise ValueError(bad_target_message(int(target[bad][0]), C, ignore_index))
 
 
 def cross_entropy_forward(logits, target, weight, ignore_index):

@@ -8,7 +8,7 @@ launcher reads back once per call (a small synchronizing copy) and turns into a 
 import cupy
 import numpy as np
 
-from ..checks import check_float, check_shape
+from ..checks import bad_target_message, check_cross_entropy_args, check_float, check_shape
 from ._module import Module, ints, on_gpu
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
@@ -20,26 +20,14 @@ _module = Module("loss.cu", KERNELS)
 def _check_inputs(logits, target, weight, ignore_index):
     """Validate the arguments both directions share (the target values are checked on the GPU)."""
     on_gpu(logits=logits, target=target, weight=weight)
-    check_float("logits", logits, ndim=4)
-    N, C, H, W = logits.shape
-    if target.dtype != np.int64:
-        raise TypeError(f"target: expected int64, got {target.dtype}")
-    check_shape("target", target, (N, H, W))
-    if not target.flags.c_contiguous:
-        raise ValueError("target: expected a C-contiguous array")
-    check_float("weight", weight, ndim=1, dtype=logits.dtype)
-    check_shape("weight", weight, (C,))
-    if int(ignore_index) != ignore_index:
-        raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
+    check_cross_entropy_args(logits, target, weight, ignore_index)
 
 
 def _raise_on_bad_target(first_bad, target, C, ignore_index):
     """Read the kernel's first bad pixel back; raise if there is one."""
     p = int(first_bad.get()[0])
     if p < target.size:
-        value = int(target.ravel()[p])
-        raise ValueError(f"target: value {value} is outside [0, {C}) "
-                         f"(C = {C} classes) and is not ignore_index={ignore_index}")
+        raise ValueError(bad_target_message(int(target.ravel()[p]), C, ignore_index))
 
 
 def cross_entropy_forward(logits, target, weight, ignore_index):
