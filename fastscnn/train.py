@@ -36,7 +36,7 @@ CHECKPOINT = "checkpoint.pkl"
 # SynthCity presets: (images train/val, image size, crop, batch, iterations, eval every).
 SYNTH_PRESETS = {
     "cpu": dict(synth_train=240, synth_val=40, synth_size=(192, 384), crop_size=(192, 192),
-                batch_size=4, iters=2400, eval_every=800),
+                batch_size=4, iters=3200, eval_every=800),
     "cuda": dict(synth_train=1500, synth_val=100, synth_size=(512, 1024), crop_size=(512, 512),
                  batch_size=12, iters=4000, eval_every=500),
 }
