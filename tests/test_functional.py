@@ -244,3 +244,20 @@ def test_other_ops_bad_input_messages():
         F.dropout(x, 1.5)
     with pytest.raises(ValueError, match=r"cat: tensors\[1\]: expected shape"):
         F.cat([x, rand(2, 2, 5, 4, grad=False)], 1)
+
+
+class _GpuLike(np.ndarray):
+    """A NumPy array that reports itself as a CuPy one, so device checks run without a GPU."""
+
+
+_GpuLike.__module__ = "cupy._stand_in"
+
+
+def test_tensors_on_different_devices_are_refused():
+    x = rand(1, 3, 8, 8, grad=False)
+    w = mts.Tensor(np.zeros((4, 3, 3, 3)).view(_GpuLike))
+    assert w.device == "cuda"
+    with pytest.raises(RuntimeError, match="conv2d: weight: expected a tensor on cpu .like input., got cuda"):
+        F.conv2d(x, w)
+    with pytest.raises(RuntimeError, match="expected all tensors on the same device"):
+        x + mts.Tensor(np.zeros((1, 3, 8, 8)).view(_GpuLike))
