@@ -106,7 +106,7 @@ def our_train_step(model, x, y, device):
     cfg = TrainConfig()
     optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     criterion = SegmentationLoss(cfg.aux_weight)
-    data, target = mts.tensor(x, device=device), mts.tensor(y, device=device).data
+    data, target = mts.tensor(x, device=device), mts.backend.to_device(y, device)
     model.train()
 
     def step():
@@ -422,7 +422,7 @@ def run_training(bench, model, twin, batch, size, with_profile):
 def main(argv=None):
     """Run the benchmark and print the report (or JSON); returns the exit status (1: outputs disagree)."""
     args = _parser().parse_args(argv)
-    device = args.device or ("cuda" if mts.cuda.is_available() else "cpu")
+    device = args.device or mts.cuda.default_device()
     notes = []
     defaulted = [key for key in DEFAULTS[device] if getattr(args, key) is None]
     for key in defaulted:

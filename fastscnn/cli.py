@@ -57,7 +57,7 @@ def _parser():
 
 def _device(name):
     import minitorch_seg as mts
-    return name or ("cuda" if mts.cuda.is_available() else "cpu")
+    return name or mts.cuda.default_device()
 
 
 def main(argv=None):

@@ -76,7 +76,7 @@ class TrainConfig:
 def resolve(cfg):
     """Fill every ``None`` of ``cfg`` for its data and device; returns a new TrainConfig."""
     c = dataclasses.replace(cfg)
-    c.device = c.device or ("cuda" if mts.cuda.is_available() else "cpu")
+    c.device = c.device or mts.cuda.default_device()
     c.device = mts.backend.check_device(c.device)
     if c.data_root is None:
         for key, value in SYNTH_PRESETS[c.device].items():
@@ -188,7 +188,7 @@ def train(cfg, progress=True):
             for x, y in loader.iterate(start=offset):
                 model.train()
                 outputs = model(mts.tensor(x, device=cfg.device))
-                loss = criterion(outputs, mts.tensor(y, device=cfg.device).data)
+                loss = criterion(outputs, mts.backend.to_device(y, cfg.device))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

@@ -413,7 +413,7 @@ def main(argv=None):
     torch = import_torch()
     if args.device is None:
         import minitorch_seg as mts
-        args.device = "cuda" if mts.cuda.is_available() else "cpu"
+        args.device = mts.cuda.default_device()
     if args.device == "cuda":
         check_cuda(torch)
     configure_torch(torch, args.device)

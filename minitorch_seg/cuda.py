@@ -7,6 +7,11 @@ def is_available():
     return cuda_is_available()
 
 
+def default_device():
+    """``"cuda"`` when a GPU is usable, else ``"cpu"``: the device a run picks when none is named."""
+    return "cuda" if cuda_is_available() else "cpu"
+
+
 def synchronize():
     """Wait for every queued GPU kernel to finish (for timing); a no-op without a GPU."""
     if cuda_is_available():

@@ -8,6 +8,7 @@ Use float64: in float32 the rounding error of the difference swamps the gradient
 """
 import numpy as np
 
+from . import backend
 from .autograd import no_grad
 from .tensor import Tensor
 
@@ -34,8 +35,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, samples=None, seed=0):
                             f"got {inputs[i].dtype}")
     rng = np.random.default_rng(seed)
     out = fn(*inputs)
-    xp_c = rng.standard_normal(out.shape)
-    c = Tensor(_like(out.data, xp_c))
+    c_host = rng.standard_normal(out.shape)
+    c = Tensor(backend.to_device(c_host.astype(out.dtype), out.device))
 
     def loss():
         with no_grad():
@@ -65,11 +66,3 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, samples=None, seed=0):
                 raise GradcheckError(f"gradcheck: inputs[{i}] element {where}: "
                                      f"analytic {a:.8g} vs numerical {numeric:.8g}")
     return True
-
-
-def _like(array, host):
-    """``host`` (a NumPy array) on the device and in the dtype of ``array``."""
-    if type(array).__module__.startswith("cupy"):
-        import cupy
-        return cupy.asarray(host, dtype=array.dtype)
-    return host.astype(array.dtype)

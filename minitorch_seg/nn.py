@@ -105,10 +105,13 @@ class Module:
         """Set evaluation mode on the tree (same as ``train(False)``)."""
         return self.train(False)
 
+    def _state_tensors(self):
+        return [t for _, t in self.named_parameters()] + [t for _, t in self.named_buffers()]
+
     def to(self, device):
         """Move every parameter and buffer to ``device`` in place; returns self."""
         device = backend.check_device(device)
-        for _, t in list(self.named_parameters()) + list(self.named_buffers()):
+        for t in self._state_tensors():
             t.data = backend.to_device(t.data, device)
             if t.grad is not None:
                 t.grad = Tensor(backend.to_device(t.grad.data, device))
@@ -123,7 +126,7 @@ class Module:
         return self._cast(np.float32)
 
     def _cast(self, dtype):
-        for _, t in list(self.named_parameters()) + list(self.named_buffers()):
+        for t in self._state_tensors():
             t.data = t.data.astype(dtype)
             t.grad = None
         return self
