@@ -1,7 +1,7 @@
 """Hand-written kernels, one module per op family, the same names on both backends.
 
 ``kernels.cpu`` holds Numba kernels on NumPy arrays, ``kernels.cuda`` CUDA C kernels on
-CuPy arrays. Code above this package never picks a backend by a flag: it asks
+CuPy arrays (or the emulated GPU's: ``kernels.device`` decides which). Code above this package never picks a backend by a flag: it asks
 :func:`backend_for` with the array it holds and calls the function of the same name there.
 
 Every function takes C-contiguous float32 or float64 arrays (targets: int64), allocates
@@ -29,12 +29,12 @@ The shared API (both backends)::
     cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, lse)
     cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse) -> glogits
 """
-from . import cpu
+from . import cpu, device
 
 
 def backend_for(array):
     """Return the kernel module (``kernels.cpu`` or ``kernels.cuda``) for where ``array`` lives."""
-    if type(array).__module__.startswith("cupy"):
+    if device.is_device_array(array):
         from . import cuda
         return cuda
     return cpu

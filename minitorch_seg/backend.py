@@ -1,41 +1,35 @@
-"""Devices: the names ``"cpu"`` and ``"cuda"``, and the array module (numpy or cupy) behind each.
+"""Devices: the names ``"cpu"`` and ``"cuda"``, and the array module behind each.
 
-A Tensor never stores a device flag: its device is where its array lives. NumPy arrays are on
-``"cpu"``, CuPy arrays on ``"cuda"``. CuPy is imported only when it is asked for, so the
-package works on machines without it.
+A Tensor never stores a device flag: its device is where its array lives. NumPy arrays are
+on ``"cpu"``; arrays of ``kernels.device.array_module()`` (CuPy's, or the emulated GPU's,
+which ``kernels.device`` chooses) are on ``"cuda"``. Nothing is imported for ``"cuda"``
+until it is asked for, so the package works on machines without CuPy.
 """
 import numpy as np
+
+from kernels import device as _cuda
 
 DEVICES = ("cpu", "cuda")
 
 
-def _cupy():
-    try:
-        import cupy
-    except ImportError as e:
-        raise RuntimeError("device 'cuda' needs CuPy: pip install 'minitorch-seg[cuda12]' "
-                           "or 'minitorch-seg[cuda13]'") from e
-    return cupy
-
-
-def is_cupy(array):
-    """True when ``array`` is a CuPy array (checked without importing CuPy)."""
-    return type(array).__module__.startswith("cupy")
+def is_cuda_array(array):
+    """True when ``array`` lives on device ``"cuda"`` (checked without importing CuPy)."""
+    return _cuda.is_device_array(array)
 
 
 def device_of(array):
-    """The device name of ``array``: ``"cuda"`` for CuPy arrays, else ``"cpu"``."""
-    return "cuda" if is_cupy(array) else "cpu"
+    """The device name of ``array``: ``"cuda"`` or ``"cpu"``."""
+    return "cuda" if is_cuda_array(array) else "cpu"
 
 
 def xp_of(array):
-    """The array module (``numpy`` or ``cupy``) that owns ``array``."""
-    return _cupy() if is_cupy(array) else np
+    """The array module (``numpy``, or the ``"cuda"`` one) that owns ``array``."""
+    return _cuda.array_module() if is_cuda_array(array) else np
 
 
 def xp_for(device):
     """The array module for a device name."""
-    return _cupy() if check_device(device) == "cuda" else np
+    return _cuda.array_module() if check_device(device) == "cuda" else np
 
 
 def check_device(device):
@@ -54,14 +48,5 @@ def to_device(array, device):
     if device_of(array) == device:
         return array
     if device == "cuda":
-        return _cupy().asarray(array)
+        return _cuda.array_module().asarray(array)
     return array.get()
-
-
-def cuda_is_available():
-    """True when CuPy imports and sees at least one CUDA device."""
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False

@@ -272,7 +272,7 @@ class ModuleList(Module):
 def _to_host(obj):
     if isinstance(obj, Tensor):
         return obj.numpy().copy()
-    if backend.is_cupy(obj):
+    if backend.is_cuda_array(obj):
         return obj.get()
     if isinstance(obj, dict):
         return type(obj)((k, _to_host(v)) for k, v in obj.items())

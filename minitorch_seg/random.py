@@ -1,23 +1,21 @@
 """The random number generators behind parameter initialisation and dropout.
 
-One NumPy ``Generator`` for the host; CuPy's global generator for arrays on the GPU.
+One NumPy ``Generator`` for the host; the device's own generator for arrays on ``"cuda"``.
 :func:`manual_seed` seeds both; :func:`get_rng_state`/:func:`set_rng_state` let a
 checkpoint capture and restore the host generator, so a resumed run draws the same numbers.
 """
 import numpy as np
 
+from kernels import device as _device
+
 _rng = np.random.default_rng(0)
 
 
 def manual_seed(seed):
-    """Seed the host generator (and CuPy's, when CuPy is installed)."""
+    """Seed the host generator (and the device's, when device ``"cuda"`` is usable)."""
     global _rng
     _rng = np.random.default_rng(seed)
-    try:
-        import cupy
-        cupy.random.seed(seed)
-    except ImportError:
-        pass
+    _device.seed(seed)
 
 
 def generator():

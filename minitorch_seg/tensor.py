@@ -354,7 +354,7 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu"):
     device = backend.check_device(device)
     if isinstance(data, Tensor):
         data = data.data
-    if backend.is_cupy(data):
+    if backend.is_cuda_array(data):
         data = data.get()
     arr = np.array(data, dtype=dtype, copy=True, order="C")
     if dtype is None and not isinstance(data, np.ndarray) and arr.dtype == np.float64:

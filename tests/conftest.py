@@ -1,22 +1,30 @@
-"""Shared fixtures and skip rules: ``gpu`` tests need CuPy and a device."""
+"""Shared skip rules: ``gpu`` tests run on device ``cuda``, a real GPU or the emulated one.
+
+Without a GPU (and unless ``MTS_CUDA`` says otherwise) the test session uses the emulated
+GPU (kernels/cuda/emulator), so that every CUDA kernel, launcher and the training step are
+tested on any machine with a C++ compiler. ``MTS_CUDA=emulate`` forces it on a GPU machine.
+"""
+import os
+
 import pytest
 
+from kernels import device
 
-def _cuda_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+if "MTS_CUDA" not in os.environ and not device.gpu_present() and device.can_emulate():
+    device.emulate()
+
+CUDA = device.available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-CUDA = _cuda_available()
+def pytest_report_header(config):
+    return f"device cuda: {'emulated' if device.is_emulated() else 'GPU' if CUDA else 'none'}"
 
 
 def pytest_collection_modifyitems(config, items):
     if CUDA:
         return
-    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
+    skip = pytest.mark.skip(reason="needs device cuda: CuPy and a GPU, or a C++ compiler for the emulated GPU")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

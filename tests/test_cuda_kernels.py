@@ -6,17 +6,22 @@ to rtol 1e-4 (atol is the same fraction of the largest reference value, as gradi
 terms of both signs). The cases follow the CPU tests: every convolution geometry on odd
 sizes, pooling windows with padding, bilinear with and without align_corners, cross-entropy
 with ignored pixels and class weights, plus inputs large enough that the GPU reductions
-split a row into several chunks. All tests need a GPU (``gpu`` marker).
+split a row into several chunks. All tests need device cuda (``gpu`` marker): a GPU, or the
+emulated one (``MTS_CUDA=emulate``), where ``cupy`` below is the emulator's stand-in for CuPy.
 """
 import itertools
 
 import numpy as np
 import pytest
 
-cupy = pytest.importorskip("cupy")
+import kernels
+import kernels.cpu as cpu
+from kernels import device
 
-import kernels  # noqa: E402
-import kernels.cpu as cpu  # noqa: E402
+if not device.available():
+    pytest.skip("needs device cuda: CuPy and a GPU, or MTS_CUDA=emulate", allow_module_level=True)
+
+cupy = device.array_module()
 import kernels.cuda as cuda  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -271,13 +276,13 @@ def test_numpy_arrays_are_rejected(name):
     args = _numpy_calls()[name]
     # The same arguments as CuPy arrays are accepted: only the device is wrong.
     getattr(cuda, name)(*[cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args])
-    with pytest.raises(TypeError, match=r"expected a CuPy array on the GPU, got numpy\.ndarray"):
+    with pytest.raises(TypeError, match=r"expected an array on device cuda, got numpy\.ndarray"):
         getattr(cuda, name)(*args)
 
 
 def test_numpy_and_cupy_arrays_mixed_are_rejected_by_name():
     x = cupy.ones((1, 2, 4, 4), np.float32)
-    with pytest.raises(TypeError, match=r"^w: expected a CuPy array on the GPU"):
+    with pytest.raises(TypeError, match=r"^w: expected an array on device cuda"):
         cuda.conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32), (1, 1), (1, 1), (1, 1))
 
 

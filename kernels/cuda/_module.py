@@ -15,15 +15,28 @@ Launch shapes:
   size their shared memory by ``THREADS`` in ``reduce.cuh``, which must equal ``THREADS`` here.
 
 ``MTS_DEBUG=1`` in the environment prints every launch (file, kernel, grid, block and the
-shapes of the array arguments) to stderr.
+shapes of the array arguments) to stderr. :class:`Stats` counts the launches for
+``kernels.device.counters()``.
 """
 import os
 import re
 import sys
 from pathlib import Path
 
-import cupy
 import numpy as np
+
+from ..device import array_module
+
+
+class _ArrayModule:
+    """``cupy``, or the emulated GPU's stand-in for it: looked up on first use, when
+    ``kernels/device.py`` decides which (so importing this package decides nothing)."""
+
+    def __getattr__(self, name):
+        return getattr(array_module(), name)
+
+
+cp = _ArrayModule()
 
 THREADS = 256
 MAX_CHUNKS = 256          # at most this many partial sums per reduced row,
@@ -33,11 +46,17 @@ _HERE = Path(__file__).parent
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.MULTILINE)
 
 
+class Stats:
+    """Launches of our kernels so far, on the real or the emulated device."""
+
+    our_launches = 0
+
+
 def on_gpu(**arrays):
-    """Check every keyword argument is a CuPy array; a NumPy array here means mixed-up backends."""
+    """Check every keyword argument is a CUDA array; a NumPy array here means mixed-up backends."""
     for name, a in arrays.items():
-        if not isinstance(a, cupy.ndarray):
-            raise TypeError(f"{name}: expected a CuPy array on the GPU, got "
+        if not isinstance(a, cp.ndarray):
+            raise TypeError(f"{name}: expected an array on device cuda, got "
                             f"{type(a).__module__}.{type(a).__name__} (kernels.cpu takes NumPy arrays)")
 
 
@@ -54,9 +73,16 @@ def chunks_for(length):
 
 def _source(filename):
     # Local headers are pasted in here rather than left to NVRTC's include path, because
-    # CuPy's cache key is the source text: an edited header must change it.
+    # CuPy's cache key is the source text: an edited header must change it. The #line marks
+    # keep __FILE__/__LINE__ (in compiler errors and the emulator's) pointing at the real files.
     code = (_HERE / filename).read_text()
-    return _LOCAL_INCLUDE.sub(lambda m: (_HERE / m.group(1)).read_text(), code)
+
+    def paste(m):
+        after = code.count("\n", 0, m.end()) + 2
+        return (f'#line 1 "{m.group(1)}"\n{(_HERE / m.group(1)).read_text()}\n'
+                f'#line {after} "{filename}"')
+
+    return f'#line 1 "{filename}"\n' + _LOCAL_INCLUDE.sub(paste, code)
 
 
 class Module:
@@ -72,7 +98,7 @@ class Module:
         key = (name, np.dtype(dtype))
         if key not in self._functions:
             if self._raw is None:
-                self._raw = cupy.RawModule(
+                self._raw = cp.RawModule(
                     code=_source(self.filename), options=("-std=c++17",),
                     name_expressions=[f"{k}<{t}>" for k in self.kernels for t in _CTYPES.values()])
             self._functions[key] = self._raw.get_function(f"{name}<{_CTYPES[key[1]]}>")
@@ -89,7 +115,7 @@ class Module:
     def _run(self, name, dtype, grid, args):
         if min(grid) == 0:
             return
-        arrays = [a for a in args if isinstance(a, cupy.ndarray)]
+        arrays = [a for a in args if isinstance(a, cp.ndarray)]
         if max(a.size for a in arrays) >= 2**31:
             raise ValueError(f"{name}: arrays of 2**31 elements or more overflow the kernels' "
                              f"32-bit indices; use a smaller batch")
@@ -97,9 +123,29 @@ class Module:
             shapes = " ".join("x".join(map(str, a.shape)) or "()" for a in arrays)
             print(f"[mts] {self.filename} {name}<{_CTYPES[np.dtype(dtype)]}> grid={grid} "
                   f"block=({THREADS},) arrays: {shapes}", file=sys.stderr)
+        Stats.our_launches += 1
         self._function(name, dtype)(grid, (THREADS,), args)
 
 
 def ints(*values):
     """The values as ``np.int32`` kernel arguments (CuPy would pass a Python int as 64 bits)."""
     return tuple(np.int32(v) for v in values)
+
+
+def peak_memory_hook(counters):
+    """A CuPy memory hook that keeps ``counters.peak_bytes`` at the most bytes in use (real GPU)."""
+    class PeakMemory(cp.cuda.MemoryHook):
+        name = "mts-peak-memory"
+
+        def __init__(self):
+            self.used = cp.get_default_memory_pool().used_bytes()
+            counters.peak_bytes = self.used
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            self.used += mem_size
+            counters.peak_bytes = max(counters.peak_bytes, self.used)
+
+        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
+            self.used -= mem_size
+
+    return PeakMemory()

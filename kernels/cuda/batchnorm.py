@@ -7,11 +7,10 @@ channel finish that turns them into per-channel constants, and an element-wise k
 ``eps`` goes in as a ``np.float64``: the finishing kernels compute in double.
 The argument checks are the CPU launchers', after a check that every array is on the GPU.
 """
-import cupy
 import numpy as np
 
 from ..checks import check_channel_vectors, check_float, check_shape
-from ._module import Module, chunks_for, ints, on_gpu
+from ._module import cp, Module, chunks_for, ints, on_gpu
 
 __all__ = [
     "batchnorm_forward_train",
@@ -29,7 +28,7 @@ _module = Module("batchnorm.cu", KERNELS)
 def _affine(a, scale, shift):
     """``a*scale[c] + shift[c]`` for ``a`` (N, C, H, W)."""
     N, C, H, W = a.shape
-    out = cupy.empty_like(a)
+    out = cp.empty_like(a)
     _module.launch("affine", a.dtype, a.size, (a, scale, shift, *ints(C, H * W, a.size), out))
     return out
 
@@ -38,7 +37,7 @@ def _grad_sums(gy, x, mean):
     """Chunk partials (C, chunks) of ``sum gy`` and of ``sum gy*(x - mean)``, per channel."""
     N, C, H, W = x.shape
     chunks, chunk = chunks_for(N * H * W)
-    partial_g, partial_gd = cupy.empty((2, C, chunks), cupy.float64)
+    partial_g, partial_gd = cp.empty((2, C, chunks), cp.float64)
     _module.launch_rows("grad_partials", x.dtype, C, chunks,
                         (gy, x, mean, *ints(C, H * W, N * H * W, chunk), partial_g, partial_gd))
     return partial_g, partial_gd
@@ -57,10 +56,10 @@ def batchnorm_forward_train(x, weight, bias, eps):
     M = N * H * W
     chunks, chunk = chunks_for(M)
     geometry = ints(C, H * W, M, chunk)
-    partial = cupy.empty((C, chunks), cupy.float64)
-    mean64 = cupy.empty(C, cupy.float64)
-    mean, invstd = cupy.empty(C, x.dtype), cupy.empty(C, x.dtype)
-    scale, shift = cupy.empty((2, C), x.dtype)
+    partial = cp.empty((C, chunks), cp.float64)
+    mean64 = cp.empty(C, cp.float64)
+    mean, invstd = cp.empty(C, x.dtype), cp.empty(C, x.dtype)
+    scale, shift = cp.empty((2, C), x.dtype)
     _module.launch_rows("sum_partials", x.dtype, C, chunks, (x, *geometry, partial))
     _module.launch("finish_mean", x.dtype, C, (partial, *ints(C, chunks, M), mean64, mean))
     _module.launch_rows("sqdev_partials", x.dtype, C, chunks, (x, mean64, *geometry, partial))
@@ -76,7 +75,7 @@ def batchnorm_forward_eval(x, mean, var, weight, bias, eps):
     check_float("x", x, ndim=4)
     check_channel_vectors(x, mean=mean, var=var, weight=weight, bias=bias)
     C = x.shape[1]
-    scale, shift = cupy.empty((2, C), x.dtype)
+    scale, shift = cp.empty((2, C), x.dtype)
     _module.launch("eval_coefficients", x.dtype, C,
                    (mean, var, weight, bias, np.float64(eps), *ints(C), scale, shift))
     return _affine(x, scale, shift)
@@ -95,12 +94,12 @@ def batchnorm_backward_train(gy, x, mean, invstd, weight):
     check_channel_vectors(x, mean=mean, invstd=invstd, weight=weight)
     N, C, H, W = x.shape
     partial_g, partial_gd = _grad_sums(gy, x, mean)
-    gweight, gbias = cupy.empty(C, x.dtype), cupy.empty(C, x.dtype)
-    a, k, gmean = cupy.empty((3, C), x.dtype)
+    gweight, gbias = cp.empty(C, x.dtype), cp.empty(C, x.dtype)
+    a, k, gmean = cp.empty((3, C), x.dtype)
     _module.launch("finish_backward_train", x.dtype, C,
                    (partial_g, partial_gd, invstd, weight, *ints(C, partial_g.shape[1], N * H * W),
                     gweight, gbias, a, k, gmean))
-    gx = cupy.empty_like(x)
+    gx = cp.empty_like(x)
     _module.launch("backward_train_input", x.dtype, x.size,
                    (gy, x, mean, a, k, gmean, *ints(C, H * W, x.size), gx))
     return gx, gweight, gbias
@@ -118,8 +117,8 @@ def batchnorm_backward_eval(gy, x, mean, var, weight, eps):
     check_channel_vectors(x, mean=mean, var=var, weight=weight)
     C = x.shape[1]
     partial_g, partial_gd = _grad_sums(gy, x, mean)
-    gweight, gbias = cupy.empty(C, x.dtype), cupy.empty(C, x.dtype)
-    scale, shift = cupy.empty((2, C), x.dtype)
+    gweight, gbias = cp.empty(C, x.dtype), cp.empty(C, x.dtype)
+    scale, shift = cp.empty((2, C), x.dtype)
     _module.launch("finish_backward_eval", x.dtype, C,
                    (partial_g, partial_gd, var, weight, np.float64(eps), *ints(C, partial_g.shape[1]),
                     gweight, gbias, scale, shift))

@@ -2,7 +2,7 @@
 
 The lesson (math, shapes, thread mapping, pseudo-loops) is the header of ``conv2d.cu``. This
 file drives it exactly as ``kernels/cpu/conv2d.py`` drives its Numba kernels, image by image
-with one reused ``col`` buffer, the matrix products in ``cupy.matmul`` (cuBLAS)::
+with one reused ``col`` buffer, the matrix products in ``cp.matmul`` (cuBLAS)::
 
     forward          im2col(x[n]) -> col;   y[n] = W @ col
     backward-input   gcol = W.T @ gy[n];    col2im(gcol) -> gx[n]
@@ -11,11 +11,9 @@ with one reused ``col`` buffer, the matrix products in ``cupy.matmul`` (cuBLAS):
 The argument checks are the CPU launchers' (same messages), after a check that every array
 is a CuPy array.
 """
-import cupy
-
 from ..checks import (check_conv_weight, check_float, check_shape, check_shape_arg, conv_geometry, conv_output_hw,
                       is_pointwise)
-from ._module import Module, ints, on_gpu
+from ._module import cp, Module, ints, on_gpu
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"]
 
@@ -46,12 +44,12 @@ def _forward(x, w, stride, padding, dilation, y):
     OH, OW = y.shape[2:]
     w2d = w.reshape(O, C * KH * KW)
     if is_pointwise((KH, KW), stride, padding):
-        cupy.matmul(w2d, x.reshape(N, C, H * W), out=y.reshape(N, O, OH * OW))
+        cp.matmul(w2d, x.reshape(N, C, H * W), out=y.reshape(N, O, OH * OW))
         return
-    col = cupy.empty((C * KH * KW, OH, OW), x.dtype)
+    col = cp.empty((C * KH * KW, OH, OW), x.dtype)
     for n in range(N):
         _im2col(x[n], KH, KW, stride, padding, dilation, col)
-        cupy.matmul(w2d, col.reshape(C * KH * KW, OH * OW), out=y[n].reshape(O, OH * OW))
+        cp.matmul(w2d, col.reshape(C * KH * KW, OH * OW), out=y[n].reshape(O, OH * OW))
 
 
 def _backward_input(gy, w, stride, padding, dilation, gx):
@@ -61,11 +59,11 @@ def _backward_input(gy, w, stride, padding, dilation, gx):
     OH, OW = gy.shape[2:]
     w2d_t = w.reshape(O, C * KH * KW).T
     if is_pointwise((KH, KW), stride, padding):
-        cupy.matmul(w2d_t, gy.reshape(N, O, OH * OW), out=gx.reshape(N, C, H * W))
+        cp.matmul(w2d_t, gy.reshape(N, O, OH * OW), out=gx.reshape(N, C, H * W))
         return
-    gcol = cupy.empty((C * KH * KW, OH, OW), gy.dtype)
+    gcol = cp.empty((C * KH * KW, OH, OW), gy.dtype)
     for n in range(N):
-        cupy.matmul(w2d_t, gy[n].reshape(O, OH * OW), out=gcol.reshape(C * KH * KW, OH * OW))
+        cp.matmul(w2d_t, gy[n].reshape(O, OH * OW), out=gcol.reshape(C * KH * KW, OH * OW))
         _col2im(gcol, KH, KW, stride, padding, dilation, gx[n])
 
 
@@ -77,7 +75,7 @@ def _backward_weight(gy, x, stride, padding, dilation, gw):
     gw2d = gw.reshape(O, C * KH * KW)
     gw2d[...] = 0
     pointwise = is_pointwise((KH, KW), stride, padding)
-    col = None if pointwise else cupy.empty((C * KH * KW, OH, OW), x.dtype)
+    col = None if pointwise else cp.empty((C * KH * KW, OH, OW), x.dtype)
     for n in range(N):
         if pointwise:
             col2d = x[n].reshape(C, H * W)
@@ -96,7 +94,7 @@ def conv2d_forward(x, w, stride, padding, dilation):
     check_conv_weight(w, x.shape[1], x.dtype)
     stride, padding, dilation = conv_geometry(stride, padding, dilation)
     OH, OW = conv_output_hw(x.shape, w.shape, stride, padding, dilation)
-    y = cupy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    y = cp.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     _forward(x, w, stride, padding, dilation, y)
     return y
 
@@ -110,7 +108,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation):
     stride, padding, dilation = conv_geometry(stride, padding, dilation)
     OH, OW = conv_output_hw(x_shape, w.shape, stride, padding, dilation)
     check_shape("gy", gy, (x_shape[0], w.shape[0], OH, OW))
-    gx = cupy.empty(x_shape, gy.dtype)
+    gx = cp.empty(x_shape, gy.dtype)
     _backward_input(gy, w, stride, padding, dilation, gx)
     return gx
 
@@ -126,6 +124,6 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation):
     stride, padding, dilation = conv_geometry(stride, padding, dilation)
     OH, OW = conv_output_hw(x.shape, w_shape, stride, padding, dilation)
     check_shape("gy", gy, (x.shape[0], w_shape[0], OH, OW))
-    gw = cupy.empty(w_shape, gy.dtype)
+    gw = cp.empty(w_shape, gy.dtype)
     _backward_weight(gy, x, stride, padding, dilation, gw)
     return gw

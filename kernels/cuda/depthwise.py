@@ -6,11 +6,9 @@ output value. Backward-weight is a deterministic two-step reduction: a block per
 (weight, chunk) writes a float64 partial sum, then one thread per weight adds its chunks.
 The argument checks are the CPU launchers', after a check that every array is on the GPU.
 """
-import cupy
-
 from ..checks import (check_depthwise_weight_shape, check_float, check_shape, check_shape_arg, conv_geometry,
                       conv_output_hw)
-from ._module import Module, chunks_for, ints, on_gpu
+from ._module import cp, Module, chunks_for, ints, on_gpu
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
 
@@ -28,7 +26,7 @@ def depthwise_forward(x, w, stride, padding, dilation):
     stride, padding, dilation = conv_geometry(stride, padding, dilation)
     OH, OW = conv_output_hw(x.shape, w.shape, stride, padding, dilation)
     N, C, H, W = x.shape
-    y = cupy.empty((N, C, OH, OW), x.dtype)
+    y = cp.empty((N, C, OH, OW), x.dtype)
     _module.launch("depthwise_forward", x.dtype, y.size,
                    (x, w, *ints(N, C, H, W, *w.shape[2:], *stride, *padding, *dilation, OH, OW), y))
     return y
@@ -44,7 +42,7 @@ def depthwise_backward_input(gy, w, x_shape, stride, padding, dilation):
     stride, padding, dilation = conv_geometry(stride, padding, dilation)
     OH, OW = conv_output_hw(x_shape, w.shape, stride, padding, dilation)
     check_shape("gy", gy, (x_shape[0], x_shape[1], OH, OW))
-    gx = cupy.empty(x_shape, gy.dtype)
+    gx = cp.empty(x_shape, gy.dtype)
     _module.launch("depthwise_backward_input", gy.dtype, gx.size,
                    (gy, w, *ints(*x_shape, *w.shape[2:], *stride, *padding, *dilation, OH, OW), gx))
     return gx
@@ -62,10 +60,10 @@ def depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation):
     N, C, H, W = x.shape
     rows = C * w_shape[2] * w_shape[3]
     chunks, chunk = chunks_for(N * OH * OW)
-    partial = cupy.empty((rows, chunks), cupy.float64)
+    partial = cp.empty((rows, chunks), cp.float64)
     _module.launch_rows("depthwise_weight_partials", gy.dtype, rows, chunks,
                         (gy, x, *ints(N, C, H, W, *w_shape[2:], *stride, *padding, *dilation,
                                       OH, OW, chunk), partial))
-    gw = cupy.empty(w_shape, gy.dtype)
+    gw = cp.empty(w_shape, gy.dtype)
     _module.launch("sum_chunks", gy.dtype, rows, (partial, *ints(rows, chunks), gw))
     return gw

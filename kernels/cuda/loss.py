@@ -5,11 +5,10 @@ row by row. The kernels also check every target value (the launcher checks the r
 the same messages as the CPU): a bad pixel leaves its index in a one-int buffer, which the
 launcher reads back once per call (a small synchronizing copy) and turns into a ValueError.
 """
-import cupy
 import numpy as np
 
 from ..checks import bad_target_message, check_cross_entropy_args, check_float, check_shape
-from ._module import Module, ints, on_gpu
+from ._module import cp, Module, ints, on_gpu
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
 
@@ -38,9 +37,9 @@ def cross_entropy_forward(logits, target, weight, ignore_index):
     """
     _check_inputs(logits, target, weight, ignore_index)
     N, C, H, W = logits.shape
-    loss = cupy.empty((N, H, W), dtype=logits.dtype)
-    lse = cupy.empty((N, H, W), dtype=logits.dtype)
-    first_bad = cupy.full(1, target.size, dtype=cupy.int32)
+    loss = cp.empty((N, H, W), dtype=logits.dtype)
+    lse = cp.empty((N, H, W), dtype=logits.dtype)
+    first_bad = cp.full(1, target.size, dtype=cp.int32)
     _module.launch("cross_entropy_forward", logits.dtype, target.size,
                    (logits, target, weight, np.int64(ignore_index), *ints(N, C, H * W),
                     loss, lse, first_bad))
@@ -60,8 +59,8 @@ def cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse):
     for name, a in (("gloss", gloss), ("lse", lse)):
         check_float(name, a, ndim=3, dtype=logits.dtype)
         check_shape(name, a, (N, H, W))
-    glogits = cupy.empty_like(logits)
-    first_bad = cupy.full(1, target.size, dtype=cupy.int32)
+    glogits = cp.empty_like(logits)
+    first_bad = cp.full(1, target.size, dtype=cp.int32)
     _module.launch("cross_entropy_backward", logits.dtype, glogits.size,
                    (gloss, logits, target, weight, np.int64(ignore_index), lse,
                     *ints(N, C, H * W), glogits, first_bad))

@@ -5,10 +5,8 @@ one (n, c) plane per Numba thread. Here every kernel is one thread per element w
 both backwards gathers. The argument checks are the CPU launchers', after a check that
 every array is on the GPU.
 """
-import cupy
-
 from ..checks import check_float, check_pair, check_shape, pool_geometry
-from ._module import Module, ints, on_gpu
+from ._module import cp, Module, ints, on_gpu
 
 __all__ = [
     "avg_pool2d_forward",
@@ -27,7 +25,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     check_float("x", x, ndim=4)
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x.shape, kernel_size, stride, padding)
     N, C, H, W = x.shape
-    y = cupy.empty((N, C, OH, OW), dtype=x.dtype)
+    y = cp.empty((N, C, OH, OW), dtype=x.dtype)
     _module.launch("avg_pool_forward", x.dtype, y.size,
                    (x, *ints(N * C, H, W, KH, KW, SH, SW, PH, PW, OH, OW), y))
     return y
@@ -42,7 +40,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding):
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x_shape, kernel_size, stride, padding)
     N, C, H, W = x_shape
     check_shape("gy", gy, (N, C, OH, OW))
-    gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
+    gx = cp.empty((N, C, H, W), dtype=gy.dtype)
     _module.launch("avg_pool_backward", gy.dtype, gx.size,
                    (gy, *ints(N * C, H, W, KH, KW, SH, SW, PH, PW, OH, OW), gx))
     return gx
@@ -54,7 +52,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
     check_float("x", x, ndim=4)
     OH, OW = check_pair("output_size", output_size, 1)
     N, C, H, W = x.shape
-    y = cupy.empty((N, C, OH, OW), dtype=x.dtype)
+    y = cp.empty((N, C, OH, OW), dtype=x.dtype)
     _module.launch("adaptive_forward", x.dtype, y.size, (x, *ints(N * C, H, W, OH, OW), y))
     return y
 
@@ -68,6 +66,6 @@ def adaptive_avg_pool2d_backward(gy, x_shape):
     N, C, H, W = x_shape
     check_shape("gy", gy, (N, C) + tuple(gy.shape[2:]))
     OH, OW = gy.shape[2:]
-    gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
+    gx = cp.empty((N, C, H, W), dtype=gy.dtype)
     _module.launch("adaptive_backward", gy.dtype, gx.size, (gy, *ints(N * C, H, W, OH, OW), gx))
     return gx

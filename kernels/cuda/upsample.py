@@ -5,11 +5,10 @@ numbers with per-axis tables and two separable passes. Here one thread per outpu
 or per input pixel (backward, a gather) computes its source indices itself, in the input's
 dtype like the CPU tables, so ``ratio`` is passed in that dtype.
 """
-import cupy
 import numpy as np
 
 from ..checks import check_float, check_pair
-from ._module import Module, ints, on_gpu
+from ._module import cp, Module, ints, on_gpu
 
 __all__ = ["bilinear_forward", "bilinear_backward"]
 
@@ -34,7 +33,7 @@ def bilinear_forward(x, size, ratio, align_corners):
     OH, OW = check_pair("size", size, 1)
     rh, rw = _check_ratio(ratio, x.dtype)
     N, C, H, W = x.shape
-    y = cupy.empty((N, C, OH, OW), dtype=x.dtype)
+    y = cp.empty((N, C, OH, OW), dtype=x.dtype)
     _module.launch("bilinear_forward", x.dtype, y.size,
                    (x, *ints(N * C, H, W, OH, OW), rh, rw, *ints(bool(align_corners)), y))
     return y
@@ -51,7 +50,7 @@ def bilinear_backward(gy, x_shape, ratio, align_corners):
         raise ValueError(f"gy: expected shape ({N}, {C}, OH, OW), got {tuple(gy.shape)}")
     OH, OW = gy.shape[2:]
     rh, rw = _check_ratio(ratio, gy.dtype)
-    gx = cupy.empty((N, C, H, W), dtype=gy.dtype)
+    gx = cp.empty((N, C, H, W), dtype=gy.dtype)
     _module.launch("bilinear_backward", gy.dtype, gx.size,
                    (gy, *ints(N * C, H, W, OH, OW), rh, rw, *ints(bool(align_corners)), gx))
     return gx

@@ -1,0 +1,246 @@
+"""``cupy.RawModule`` for the emulated GPU: a ``.cu`` source compiled by the host's C++ compiler.
+
+The source is pasted between ``device.h`` (what CUDA adds to C++) and ``scheduler.h`` (how a
+grid runs), followed by a table of the requested kernel instantiations, and compiled into a
+shared library that Python loads with ``ctypes``. Libraries are cached by a hash of
+everything that goes into them, so each source is compiled once per machine.
+
+Each launch is checked as a real GPU never would: the number of arguments, each argument's
+type against the kernel's parameter (a pointer parameter takes a device array of its element
+type, ``int`` takes ``numpy.int32`` and not a Python int), contiguity, and the grid and block
+sizes. A barrier that some threads never reach, or a deadlock, stops the launch with an error
+naming the kernel and the block. With ``MTS_CUDA_RACECHECK=1`` every launch runs twice, in
+forward and in reverse order, and any difference in the outputs is reported as a race.
+
+The kernels run with ``-O2 -g``: a student can ``printf`` in a kernel, or run Python under gdb
+and ``break im2col<float>`` (the source file gdb shows is the one in the cache folder).
+"""
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+FLAGS = ["-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing",
+         "-fvisibility=hidden"]
+MAX_BLOCK = 1024
+
+# C type of a kernel parameter -> the NumPy type of the value or of the array elements.
+C_TYPES = {
+    "bool": np.bool_, "char": np.int8, "signed char": np.int8, "unsigned char": np.uint8,
+    "short": np.int16, "unsigned short": np.uint16, "int": np.int32, "unsigned int": np.uint32,
+    "long": np.int64, "unsigned long": np.uint64, "long long": np.int64,
+    "unsigned long long": np.uint64, "float": np.float32, "double": np.float64,
+}
+_EXPORTS = """
+extern "C" {
+__attribute__((visibility("default"))) int mts_count();
+__attribute__((visibility("default"))) const char* mts_name(int);
+__attribute__((visibility("default"))) const char* mts_signature(int);
+__attribute__((visibility("default"))) int mts_launch(int, const unsigned*, const unsigned*, void**, int, char*, int);
+}
+"""
+
+
+class KernelError(RuntimeError):
+    """A launch the emulator refused or stopped: bad arguments, a broken barrier, a deadlock."""
+
+
+class RaceError(KernelError):
+    """A launch whose outputs depend on the order in which its threads run."""
+
+
+def cache_dir():
+    """Where compiled kernels are kept: ``$XDG_CACHE_HOME/minitorch-seg/emulator`` (or ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "minitorch-seg" / "emulator"
+
+
+def compiler():
+    """The C++ compiler: ``$CXX``, else g++, else clang++."""
+    for name in (os.environ.get("CXX"), "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise RuntimeError("the emulated GPU compiles kernels with a C++ compiler: install g++ or clang++ "
+                       "(or set CXX)")
+
+
+# "__shared__ double buf[256];" (one variable per declaration, in a function)
+_SHARED = re.compile(r"__shared__\s+([^;{}()]*?)\b(\w+)\s*((?:\[[^\];]*\]\s*)*);")
+
+
+def _shared_arrays_poisoned(code):
+    """Each ``__shared__`` declaration as a static variable, then a call that poisons it per block."""
+    def one_line(line):
+        code_part, comment, rest = line.partition("//")
+        return _SHARED.sub(lambda m: f"static {m.group(1)}{m.group(2)}{m.group(3)}; "
+                                     f"mts::shared_array(&{m.group(2)}, sizeof({m.group(2)}));",
+                           code_part) + comment + rest
+    return "\n".join(one_line(line) for line in code.split("\n"))
+
+
+def _glue(code, name_expressions):
+    table = ",\n".join(f'    mts::entry("{e}", &{e})' for e in name_expressions)
+    return (f'#include "device.h"\n#line 1 "kernel.cu"\n{_shared_arrays_poisoned(code)}\n#include "scheduler.h"\n{_EXPORTS}\n'
+            f"extern const mts::Entry mts_entries[] = {{\n{table}\n}};\n"
+            f"extern const int mts_entry_count = {len(name_expressions)};\n")
+
+
+def build(code, name_expressions):
+    """Compile ``code`` with its kernel table into a shared library (cached); return its path."""
+    cxx = compiler()
+    glue = _glue(code, name_expressions)
+    key = hashlib.sha256("\0".join([cxx, *FLAGS, glue, (HERE / "device.h").read_text(),
+                                    (HERE / "scheduler.h").read_text()]).encode()).hexdigest()[:24]
+    folder = cache_dir()
+    library = folder / f"{key}.so"
+    if library.exists():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"{key}.cpp"
+    source.write_text(glue)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".so")
+    os.close(fd)
+    result = subprocess.run([cxx, *FLAGS, "-I", str(HERE), str(source), "-o", tmp],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        os.remove(tmp)
+        raise KernelError(f"the emulated GPU could not compile the kernels ({source}):\n{result.stderr}")
+    os.replace(tmp, library)  # atomic: another process never loads half a file
+    return library
+
+
+def _parameter_names(code, kernel):
+    """The parameter names of ``__global__`` function ``kernel`` in ``code`` (None if not found)."""
+    text = re.sub(r"//[^\n]*|/\*.*?\*/", "", code, flags=re.S)
+    m = re.search(rf"__global__\s+void\s+{re.escape(kernel)}\s*\(([^)]*)\)", text)
+    if m is None:
+        return None
+    return [re.findall(r"\w+", p)[-1] for p in m.group(1).split(",") if p.strip()]
+
+
+class RawModule:
+    """A compiled ``.cu`` source, as ``cupy.RawModule(code=..., name_expressions=...)``."""
+
+    def __init__(self, code, options=(), name_expressions=()):
+        self.code = code
+        self.name_expressions = list(name_expressions)
+        self._library = None
+
+    def get_function(self, name):
+        """The kernel instantiation ``name`` (one of the name expressions) as a launchable Function."""
+        if name not in self.name_expressions:
+            raise KernelError(f"get_function: {name!r} is not among the name expressions "
+                              f"{self.name_expressions}")
+        if self._library is None:
+            lib = ctypes.CDLL(str(build(self.code, self.name_expressions)))
+            lib.mts_name.restype = lib.mts_signature.restype = ctypes.c_char_p
+            self._library = lib
+        index = self.name_expressions.index(name)
+        signature = self._library.mts_signature(index).decode().split(",")
+        names = _parameter_names(self.code, name.split("<")[0])
+        return Function(self._library, index, name, [s for s in signature if s], names)
+
+
+class Function:
+    """One kernel of a :class:`RawModule`: call it as ``f(grid, block, args)``, as in CuPy."""
+
+    def __init__(self, library, index, name, param_types, param_names):
+        self.library, self.index, self.name = library, index, name
+        self.param_types = param_types
+        if param_names is None or len(param_names) != len(param_types):
+            param_names = [f"#{i}" for i in range(len(param_types))]
+        self.param_names = param_names
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None):
+        from . import xp
+        grid, block = self._dims("grid", grid, 2**31 - 1), self._dims("block", block, MAX_BLOCK)
+        if block[0] * block[1] * block[2] > MAX_BLOCK:
+            raise KernelError(f"{self.name}: block {block} has more than {MAX_BLOCK} threads")
+        if shared_mem:
+            raise KernelError(f"{self.name}: dynamic shared memory is not emulated; declare a "
+                              f"__shared__ array of fixed size")
+        values, arrays = self._arguments(args, xp.ndarray)
+        pointers = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
+        if os.environ.get("MTS_CUDA_RACECHECK", "0") not in ("", "0"):
+            self._race_check(grid, block, pointers, arrays)
+        else:
+            self._launch(grid, block, pointers, reverse=False)
+
+    def _launch(self, grid, block, pointers, reverse):
+        error = ctypes.create_string_buffer(2048)
+        status = self.library.mts_launch(self.index, (ctypes.c_uint * 3)(*grid),
+                                         (ctypes.c_uint * 3)(*block), pointers, int(reverse),
+                                         error, len(error))
+        if status:
+            raise KernelError(error.value.decode())
+
+    def _race_check(self, grid, block, pointers, arrays):
+        """Run forward and in reverse from the same inputs; the outputs must be equal."""
+        before = [a._a.copy() for _, a in arrays]
+        self._launch(grid, block, pointers, reverse=False)
+        forward = [a._a.copy() for _, a in arrays]
+        for (_, a), b in zip(arrays, before):
+            a._a[...] = b
+        self._launch(grid, block, pointers, reverse=True)
+        for (i, a), f in zip(arrays, forward):
+            differ = f.view(np.uint8).reshape(f.shape + (-1,)) != a._a.view(np.uint8).reshape(f.shape + (-1,))
+            if differ.any():
+                where = tuple(int(k) for k in np.argwhere(differ.any(axis=-1))[0])
+                raise RaceError(
+                    f"race check: {self.name} wrote different values to {self.param_names[i]!r} when its "
+                    f"threads and blocks ran in reverse order: element {where} is {f[where]!r} in "
+                    f"order and {a._a[where]!r} in reverse. Some thread reads memory that another "
+                    f"thread writes, with no __syncthreads between them")
+
+    def _dims(self, what, dims, limit):
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        if not 1 <= len(dims) <= 3 or any(not isinstance(d, (int, np.integer)) or not 1 <= d <= limit
+                                          for d in dims):
+            raise KernelError(f"{self.name}: {what}: expected 1 to 3 positive ints, got {dims}")
+        return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+
+    def _arguments(self, args, device_array):
+        """ctypes values for ``args``, checked against the parameter types; and the array args."""
+        args = tuple(args)
+        if len(args) != len(self.param_types):
+            raise KernelError(f"{self.name}: expected {len(self.param_types)} arguments "
+                              f"({', '.join(self.param_types)}), got {len(args)}")
+        values, arrays = [], []
+        for i, (arg, ctype) in enumerate(zip(args, self.param_types)):
+            what = f"{self.name}: argument {i} {self.param_names[i]!r}"
+            base = ctype.replace("const ", "").rstrip("*")
+            if ctype.endswith("*"):
+                if not isinstance(arg, device_array):
+                    raise KernelError(f"{what}: the kernel takes {ctype}, a device array; got "
+                                      f"{type(arg).__module__}.{type(arg).__name__}")
+                if arg.dtype != C_TYPES[base]:
+                    raise KernelError(f"{what}: the kernel takes {ctype}, got an array of {arg.dtype}")
+                if not arg.flags.c_contiguous:
+                    raise KernelError(f"{what}: the kernel reads a C-contiguous array, got strides "
+                                      f"{arg.strides}")
+                if not ctype.startswith("const") and not arg.flags.writeable:
+                    raise KernelError(f"{what}: the kernel writes through {ctype}, got a read-only array")
+                values.append(ctypes.c_void_p(arg._a.ctypes.data))
+                arrays.append((i, arg))
+            else:
+                want = C_TYPES[base]
+                if type(arg) is not want:
+                    hint = (f"; CuPy would pass a Python {type(arg).__name__} as a 64-bit value, "
+                            f"which the kernel misreads" if isinstance(arg, (int, float)) else "")
+                    raise KernelError(f"{what}: the kernel takes {ctype}, which is numpy.{want.__name__}; "
+                                      f"got {type(arg).__name__} {arg!r}{hint}")
+                values.append(_c_value(arg))
+        return values, arrays
+
+
+def _c_value(x):
+    """A ctypes object holding the bytes of the NumPy scalar ``x``."""
+    raw = np.asarray(x).tobytes()
+    return (ctypes.c_char * len(raw)).from_buffer_copy(raw)

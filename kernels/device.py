@@ -1,0 +1,147 @@
+"""What device ``"cuda"`` is in this process: a real GPU through CuPy, or the emulated GPU.
+
+The one place that decides. ``MTS_CUDA=emulate`` in the environment, or :func:`emulate`
+called before the first CUDA array or kernel, selects the emulator
+(``kernels/cuda/emulator``); otherwise ``"cuda"`` is CuPy and a GPU. The choice is made
+once, on first use, and holds for the life of the process. Everything above asks this
+module for the array module (:func:`array_module`: ``cupy`` or the emulator's stand-in),
+and never imports CuPy itself.
+
+:func:`counters` measures a block of code on either device: kernel launches, device-to-host
+reads and the peak bytes of live device arrays.
+"""
+import os
+
+_mode = None          # "gpu" or "emulate", once decided
+_requested = False
+
+
+def emulate():
+    """Use the emulated GPU for device ``"cuda"``; call it before any CUDA array is made."""
+    global _requested
+    if _mode == "gpu":
+        raise RuntimeError("emulate: this process already uses the real GPU for 'cuda'; call "
+                           "emulate() (or set MTS_CUDA=emulate) before the first CUDA array")
+    _requested = True
+
+
+def is_emulated():
+    """True when device ``"cuda"`` is the emulator (decides the device if not yet decided)."""
+    global _mode
+    if _mode is None:
+        _mode = "emulate" if _requested or os.environ.get("MTS_CUDA", "").lower() == "emulate" else "gpu"
+    return _mode == "emulate"
+
+
+def array_module():
+    """The array module of device ``"cuda"``: ``cupy``, or ``kernels.cuda.emulator.xp``."""
+    if is_emulated():
+        from .cuda.emulator import xp
+        return xp
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError("device 'cuda' needs CuPy and a GPU (pip install 'minitorch-seg[cuda13]'), "
+                           "or the emulated GPU: MTS_CUDA=emulate") from e
+    return cupy
+
+
+def is_device_array(array):
+    """True for an array on device ``"cuda"`` (CuPy's or the emulator's), checked without importing."""
+    module = type(array).__module__
+    return module.startswith("cupy") or module == "kernels.cuda.emulator.xp"
+
+
+def can_emulate():
+    """True when the emulated GPU can compile kernels (a C++ compiler is installed)."""
+    from .cuda.emulator.compiler import compiler
+    try:
+        compiler()
+    except RuntimeError:
+        return False
+    return True
+
+
+def gpu_present():
+    """True when CuPy imports and sees a real GPU (whatever device ``"cuda"`` is)."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, no device: CuPy raises several kinds
+        return False
+
+
+def available():
+    """True when device ``"cuda"`` can be used: the emulator, or CuPy with a visible GPU."""
+    return is_emulated() or gpu_present()
+
+
+def synchronize():
+    """Wait until every queued kernel has finished (a no-op without a GPU)."""
+    if available():
+        array_module().cuda.get_current_stream().synchronize()
+
+
+def seed(value):
+    """Seed the device's random generator, when there is a device."""
+    if available():
+        array_module().random.seed(value)
+
+
+class Counters:
+    """What ran on device ``"cuda"`` inside a ``with counters() as c:`` block.
+
+    ``launches`` = ``our_launches`` (the ``.cu`` kernels) + ``library_launches`` (what CuPy
+    launches for array arithmetic, reductions, copies and fills); ``syncs``: device-to-host
+    reads, each of which makes the host wait for the GPU; ``peak_bytes``: the most bytes of
+    device arrays alive at once, counting those alive when the block began.
+    """
+
+    def __init__(self):
+        self.our_launches = self.library_launches = self.syncs = self.peak_bytes = 0
+
+    @property
+    def launches(self):
+        """All kernel launches: ours and CuPy's."""
+        return self.our_launches + self.library_launches
+
+    def __repr__(self):
+        return (f"Counters(launches={self.launches} (ours {self.our_launches}, library "
+                f"{self.library_launches}), syncs={self.syncs}, peak_bytes={self.peak_bytes})")
+
+
+class counters:
+    """Context manager: ``with kernels.device.counters() as c: ...`` then read ``c``.
+
+    On the emulated device every number is exact. On a real GPU ``our_launches`` and
+    ``peak_bytes`` (from CuPy's memory pool) are; CuPy's own launches and device-to-host
+    reads cannot be seen from Python there, so ``library_launches`` and ``syncs`` are None.
+    """
+
+    def __enter__(self):
+        from .cuda import _module
+        self.result = Counters()
+        self._ours = _module.Stats.our_launches
+        if is_emulated():
+            from .cuda.emulator.xp import Stats
+            self._stats = Stats
+            self._start = (Stats.library_launches, Stats.syncs)
+            self.result.peak_bytes = Stats.live_bytes
+            Stats.watchers.append(self.result)
+        else:
+            self._hook = _module.peak_memory_hook(self.result)
+            self._hook.__enter__()
+        return self.result
+
+    def __exit__(self, *exc):
+        from .cuda import _module
+        r = self.result
+        r.our_launches = _module.Stats.our_launches - self._ours
+        if is_emulated():
+            self._stats.watchers.remove(r)
+            r.library_launches = self._stats.library_launches - self._start[0]
+            r.syncs = self._stats.syncs - self._start[1]
+        else:
+            self._hook.__exit__(*exc)
+            r.library_launches = r.syncs = None
+        return False
