@@ -28,6 +28,7 @@ The shared API (both backends)::
     bilinear_backward(gy, x_shape, ratio, align_corners) -> gx
     cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, lse)
     cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse) -> glogits
+    dropout_mask(shape, dtype, p, seed, offset) -> mask                  # counter-based random
 """
 from . import cpu, device
 

@@ -192,7 +192,7 @@ def check_cuda(torch=None):
     import minitorch_seg as mts
     if not mts.cuda.is_available():
         raise SystemExit("--device cuda: CuPy with a visible CUDA device is needed "
-                         "(pip install 'minitorch-seg[cuda12]')")
+                         "(pip install 'minitorch-seg[cuda13]'), or the emulated GPU (MTS_CUDA=emulate)")
     if torch is not None and not torch.cuda.is_available():
         raise SystemExit("--device cuda: this torch build sees no CUDA device; install a CUDA build")
 

@@ -125,3 +125,15 @@ def bad_target_message(value, classes, ignore_index):
     """The error for a target value that is neither a class in [0, classes) nor ignore_index."""
     return (f"target: value {value} is outside [0, {classes}) (C = {classes} classes) "
             f"and is not ignore_index={ignore_index}")
+
+
+def check_dropout_args(shape, dtype, p):
+    """Check a mask's shape (ints >= 0), float dtype and probability 0 <= p < 1; return shape, dtype."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    if any(int(s) != s or s < 0 for s in shape):
+        raise ValueError(f"shape: expected non-negative ints, got {tuple(shape)}")
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"p: expected 0 <= p < 1, got {p}")
+    return tuple(int(s) for s in shape), dtype

@@ -2,7 +2,7 @@
 
 The one place that decides. ``MTS_CUDA=emulate`` in the environment, or :func:`emulate`
 called before the first CUDA array or kernel, selects the emulator
-(``kernels/cuda/emulator``); otherwise ``"cuda"`` is CuPy and a GPU. The choice is made
+(``kernels/cuda/emulator``); otherwise (or with ``MTS_CUDA=gpu``) ``"cuda"`` is CuPy and a GPU. The choice is made
 once, on first use, and holds for the life of the process. Everything above asks this
 module for the array module (:func:`array_module`: ``cupy`` or the emulator's stand-in),
 and never imports CuPy itself.
@@ -29,7 +29,10 @@ def is_emulated():
     """True when device ``"cuda"`` is the emulator (decides the device if not yet decided)."""
     global _mode
     if _mode is None:
-        _mode = "emulate" if _requested or os.environ.get("MTS_CUDA", "").lower() == "emulate" else "gpu"
+        setting = os.environ.get("MTS_CUDA", "").lower()
+        if setting not in ("", "gpu", "emulate"):
+            raise ValueError(f"MTS_CUDA: expected 'gpu' or 'emulate', got {setting!r}")
+        _mode = "emulate" if _requested or setting == "emulate" else "gpu"
     return _mode == "emulate"
 
 
@@ -80,12 +83,6 @@ def synchronize():
     """Wait until every queued kernel has finished (a no-op without a GPU)."""
     if available():
         array_module().cuda.get_current_stream().synchronize()
-
-
-def seed(value):
-    """Seed the device's random generator, when there is a device."""
-    if available():
-        array_module().random.seed(value)
 
 
 class Counters:

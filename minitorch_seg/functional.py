@@ -205,9 +205,7 @@ def relu(input):
 class Dropout(Function):
     @staticmethod
     def forward(ctx, x, p):
-        xp = backend.xp_of(x)
-        keep = mrandom.uniform(x.shape, x.dtype, xp) >= p
-        mask = keep * x.dtype.type(1.0 / (1.0 - p))
+        mask = _kernels(x).dropout_mask(x.shape, x.dtype, p, *mrandom.take(x.size))
         ctx.save_for_backward(mask)
         return x * mask
 

@@ -14,7 +14,12 @@ if "MTS_CUDA" not in os.environ and not device.gpu_present() and device.can_emul
     device.emulate()
 
 CUDA = device.available()
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device_name(request):
+    """Run the test on each device: ``"cpu"``, then ``"cuda"`` (a GPU, or the emulated one)."""
+    return request.param
 
 
 def pytest_report_header(config):

@@ -5,16 +5,16 @@ import pytest
 import minitorch_seg as mts
 
 
-def rand(*shape, seed=0):
-    return mts.tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+def rand(*shape, seed=0, device="cpu"):
+    return mts.tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True, device=device)
 
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
 @pytest.mark.parametrize("shapes", [((2, 3), (2, 3)), ((2, 3), (3,)), ((2, 1, 4), (3, 1)), ((3,), (2, 3))])
-def test_binary_ops_broadcast_gradcheck(op, shapes):
-    a, b = rand(*shapes[0], seed=1), rand(*shapes[1], seed=2)
+def test_binary_ops_broadcast_gradcheck(op, shapes, device_name):
+    a, b = rand(*shapes[0], seed=1, device=device_name), rand(*shapes[1], seed=2, device=device_name)
     if op == "div":
-        b.data = np.abs(b.data) + 1.0
+        b.data = abs(b.data) + 1.0
     fn = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y,
           "mul": lambda x, y: x * y, "div": lambda x, y: x / y}[op]
     assert mts.gradcheck(fn, [a, b])
@@ -31,9 +31,9 @@ def test_scalars_on_either_side_keep_dtype():
 
 
 @pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)])
-def test_sum_mean_reshape_exp_log_gradcheck(axis, keepdims):
-    x = rand(2, 3, 4)
-    x.data = np.abs(x.data) + 0.5
+def test_sum_mean_reshape_exp_log_gradcheck(axis, keepdims, device_name):
+    x = rand(2, 3, 4, device=device_name)
+    x.data = abs(x.data) + 0.5
     assert mts.gradcheck(lambda t: t.sum(axis, keepdims), [x])
     assert mts.gradcheck(lambda t: t.mean(axis, keepdims), [x])
     assert mts.gradcheck(lambda t: t.reshape(4, -1).log().exp() ** 3, [x])

@@ -8,6 +8,7 @@ import pytest
 
 from kernels.cpu.batchnorm import (batchnorm_backward_eval, batchnorm_backward_train,
                                    batchnorm_forward_eval, batchnorm_forward_train)
+from kernels.cpu.dropout import dropout_mask, splitmix64
 from kernels.cpu.loss import cross_entropy_backward, cross_entropy_forward
 from kernels.cpu.pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
                               avg_pool2d_backward, avg_pool2d_forward)
@@ -267,3 +268,28 @@ def test_launchers_reject_bad_arguments(call, error, match):
 def test_cross_entropy_accepts_ignore_index_outside_the_classes():
     loss, _ = cross_entropy_forward(LOGITS, _target_with(255), np.ones(5, np.float32), 255)
     assert loss[1, 2, 3] == 0 and loss[0, 0, 0] == pytest.approx(np.log(5), rel=1e-6)
+
+
+def test_splitmix64_equals_the_reference_algorithm_in_python_integers():
+    # Vigna's splitmix64.c, written with Python's unbounded ints and explicit mod 2**64.
+    def reference(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+        return z ^ (z >> 31)
+    for z in (0, 1, 0x9E3779B97F4A7C15, 2**64 - 1, 1234567 * 0x9E3779B97F4A7C15 % 2**64):
+        assert int(splitmix64(np.uint64(z))) == reference(z)
+
+
+def test_dropout_mask_is_a_counter_based_stream():
+    p, scale = 0.3, np.float32(1 / 0.7)
+    whole = dropout_mask((4, 50, 60), np.float32, p, seed=7, offset=1000)
+    assert set(np.unique(whole)) == {0.0, scale}
+    assert abs((whole == 0).mean() - p) < 0.01
+    # Element i is number offset+i+1 of the stream: a mask drawn in two parts equals one drawn whole.
+    head = dropout_mask((5000,), np.float32, p, seed=7, offset=1000)
+    tail = dropout_mask((7000,), np.float32, p, seed=7, offset=6000)
+    np.testing.assert_array_equal(np.concatenate([head, tail]), whole.reshape(-1))
+    assert not np.array_equal(dropout_mask((5000,), np.float32, p, seed=8, offset=1000), head)
+    np.testing.assert_array_equal(dropout_mask((5000,), np.float64, p, 7, 1000) != 0, head != 0)
+    with pytest.raises(ValueError, match=r"p: expected 0 <= p < 1, got 1.0"):
+        dropout_mask((2,), np.float32, 1.0, 0, 0)

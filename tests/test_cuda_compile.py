@@ -1,9 +1,11 @@
-"""Every ``kernels/cuda/*.cu`` compiles with nvcc for float and double (no GPU needed).
+"""Every ``kernels/cuda/*.cu`` compiles for float and double, with NVRTC and with nvcc (no GPU needed).
 
-CuPy compiles the files at run time with NVRTC; nvcc runs the same front end, so a file
-that compiles here compiles there. Each kernel named in the launcher's ``KERNELS`` is
-instantiated by taking its address, and the PTX must then hold exactly those entry points.
-The kernel lists are read from the launchers with ``ast``: no CuPy needed.
+CuPy compiles the files at run time with NVRTC, which runs without a GPU or driver; the
+first test calls it exactly as ``kernels/cuda/_module.py`` does through CuPy (the same
+source, options and name expressions), for a Hopper GPU. nvcc runs the same front end: each
+kernel named in the launcher's ``KERNELS`` is instantiated by taking its address, and the
+PTX must then hold exactly those entry points. The kernel lists are read from the launchers
+with ``ast``.
 """
 import ast
 import re
@@ -27,7 +29,7 @@ def kernel_names(cu_file):
 
 
 def test_every_cuda_file_has_a_launcher():
-    assert {f.stem for f in CU_FILES} == {"conv2d", "depthwise", "batchnorm", "pool", "upsample", "loss"}
+    assert {f.stem for f in CU_FILES} == {"conv2d", "depthwise", "batchnorm", "pool", "upsample", "loss", "dropout"}
     for cu in CU_FILES:
         assert cu.with_suffix(".py").exists(), f"{cu.name} has no launcher"
 
@@ -37,6 +39,28 @@ def test_no_system_headers(cu_file):
     """NVRTC has no standard headers: #include <cmath> etc. would fail only at run time."""
     for f in [cu_file, *CUDA_DIR.glob("*.cuh")]:
         assert not re.search(r"^\s*#\s*include\s*<", f.read_text(), re.MULTILINE), f.name
+
+
+@pytest.mark.parametrize("cu_file", CU_FILES, ids=lambda f: f.name)
+def test_nvrtc_compiles_what_cupy_would(cu_file):
+    nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="needs CuPy (NVRTC bindings)")
+    from kernels.cuda._module import Module, _source
+    module = Module(cu_file.name, kernel_names(cu_file))
+    program = nvrtc.createProgram(_source(cu_file.name), cu_file.name, [], [])
+    try:
+        for expression in module.name_expressions():
+            nvrtc.addNameExpression(program, expression)
+        # CuPy adds -ftz=true and the GPU's -arch to the module's own options.
+        try:
+            nvrtc.compileProgram(program, [*module.OPTIONS, "-ftz=true", "-arch=compute_90"])
+        except nvrtc.NVRTCError as e:
+            pytest.fail(f"NVRTC failed on {cu_file.name}: {e}\n{nvrtc.getProgramLog(program)}")
+        assert "warning" not in nvrtc.getProgramLog(program), nvrtc.getProgramLog(program)
+        lowered = [nvrtc.getLoweredName(program, e) for e in module.name_expressions()]
+        assert len(set(lowered)) == 2 * len(kernel_names(cu_file))
+        assert all(name.encode() in nvrtc.getPTX(program) for name in lowered)
+    finally:
+        nvrtc.destroyProgram(program)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")

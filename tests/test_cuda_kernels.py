@@ -229,6 +229,14 @@ def test_cross_entropy_every_pixel_ignored():
     check("cross_entropy_backward", np.ones((1, 2, 2), np.float32), logits, target, weight, 255, lse)
 
 
+# ----------------------------------------------------------------------------- dropout
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p, offset", [(0.5, 0), (0.1, 123456789), (0.0, 2**63)])
+def test_dropout_mask_draws_the_cpu_numbers(dtype, p, offset):
+    check("dropout_mask", (3, 5, 7, 11), dtype, p, 2**40 + 3, offset)
+
+
 # ----------------------------------------------------------------------------- launchers
 
 def z32(*shape):
@@ -263,15 +271,17 @@ def _numpy_calls():
         "bilinear_backward": (f32(1, 2, 8, 8), x.shape, (0.5, 0.5), False),
         "cross_entropy_forward": (x, t, v, 255),
         "cross_entropy_backward": (f32(1, 4, 4), x, t, v, 255, f32(1, 4, 4)),
+        "dropout_mask": ((2, 3), np.float32, 0.5, 0, 0),
     }
 
 
 def test_every_function_is_exercised_by_the_numpy_test():
-    modules = (cuda.conv2d, cuda.depthwise, cuda.batchnorm, cuda.pool, cuda.upsample, cuda.loss)
+    modules = (cuda.conv2d, cuda.depthwise, cuda.batchnorm, cuda.pool, cuda.upsample, cuda.loss, cuda.dropout)
     assert set(_numpy_calls()) == {name for module in modules for name in module.__all__}
 
 
-@pytest.mark.parametrize("name", sorted(_numpy_calls()))
+@pytest.mark.parametrize("name", sorted(n for n, args in _numpy_calls().items()
+                                         if any(isinstance(a, np.ndarray) for a in args)))
 def test_numpy_arrays_are_rejected(name):
     args = _numpy_calls()[name]
     # The same arguments as CuPy arrays are accepted: only the device is wrong.

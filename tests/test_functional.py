@@ -1,7 +1,8 @@
 """Every functional op: float64 finite-difference gradient checks, parity with torch, bad input.
 
 Gradient checks follow DESIGN.md: float64, tiny shapes, every element perturbed, inputs kept
-away from ReLU kinks and pooling ties by construction (continuous random values).
+away from ReLU kinks and pooling ties by construction (continuous random values). They run
+on both devices (``device_name``): the CPU kernels and the CUDA ones, on a GPU or emulated.
 """
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import minitorch_seg as mts
 import minitorch_seg.functional as F
 
 
-def rand(*shape, seed=0, grad=True, dtype=np.float64):
+def rand(*shape, seed=0, grad=True, dtype=np.float64, device="cpu"):
     data = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-    return mts.tensor(data, requires_grad=grad)
+    return mts.tensor(data, requires_grad=grad, device=device)
 
 
 # --- gradient checks ------------------------------------------------------------------------
@@ -29,10 +30,10 @@ CONV_CASES = [  # (N, C, O, H, W, kh, kw, stride, padding, dilation)
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_gradcheck(case, bias):
+def test_conv2d_gradcheck(case, bias, device_name):
     n, c, o, h, w, kh, kw, s, p, d = case
-    x, wt = rand(n, c, h, w, seed=1), rand(o, c, kh, kw, seed=2)
-    b = rand(o, seed=3) if bias else None
+    x, wt = rand(n, c, h, w, seed=1, device=device_name), rand(o, c, kh, kw, seed=2, device=device_name)
+    b = rand(o, seed=3, device=device_name) if bias else None
     assert mts.gradcheck(lambda x, wt, b: F.conv2d(x, wt, b, s, p, d), [x, wt, b])
 
 
@@ -43,24 +44,25 @@ DW_CASES = [  # (N, C, H, W, k, stride, padding, dilation)
 
 
 @pytest.mark.parametrize("case", DW_CASES)
-def test_depthwise_conv2d_gradcheck(case):
+def test_depthwise_conv2d_gradcheck(case, device_name):
     n, c, h, w, k, s, p, d = case
-    x, wt, b = rand(n, c, h, w, seed=1), rand(c, 1, k, k, seed=2), rand(c, seed=3)
+    x, wt, b = (rand(n, c, h, w, seed=1, device=device_name), rand(c, 1, k, k, seed=2, device=device_name),
+                rand(c, seed=3, device=device_name))
     assert mts.gradcheck(lambda x, wt, b: F.conv2d(x, wt, b, s, p, d, groups=c), [x, wt, b])
 
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 3, 3), (2, 4, 1, 7)])
-def test_batch_norm_gradcheck(training, shape):
-    x, w, b = rand(*shape, seed=1), rand(shape[1], seed=2), rand(shape[1], seed=3)
-    rm = mts.tensor(np.random.default_rng(4).standard_normal(shape[1]))
-    rv = mts.tensor(np.random.default_rng(5).uniform(0.5, 2.0, shape[1]))
+def test_batch_norm_gradcheck(training, shape, device_name):
+    x, w, b = (rand(*shape, seed=i, device=device_name) for i, shape in enumerate([shape, shape[1:2], shape[1:2]], 1))
+    rm = mts.tensor(np.random.default_rng(4).standard_normal(shape[1]), device=device_name)
+    rv = mts.tensor(np.random.default_rng(5).uniform(0.5, 2.0, shape[1]), device=device_name)
     assert mts.gradcheck(lambda x, w, b: F.batch_norm(x, rm, rv, w, b, training), [x, w, b])
 
 
-def test_relu_softmax_log_softmax_dropout_cat_gradcheck():
-    x = rand(2, 3, 4, 5)
-    x.data += np.sign(x.data) * 0.1  # no element within eps of the kink
+def test_relu_softmax_log_softmax_dropout_cat_gradcheck(device_name):
+    x = rand(2, 3, 4, 5, device=device_name)
+    x.data += mts.backend.xp_of(x.data).sign(x.data) * 0.1  # no element within eps of the kink
     assert mts.gradcheck(F.relu, [x])
     for dim in (0, 1, -1):
         assert mts.gradcheck(lambda t: F.softmax(t, dim), [x])
@@ -71,7 +73,7 @@ def test_relu_softmax_log_softmax_dropout_cat_gradcheck():
         mts.set_rng_state(state)  # the same mask on every call
         return F.dropout(t, 0.3, True)
     assert mts.gradcheck(drop, [x])
-    y = rand(2, 2, 4, 5, seed=7)
+    y = rand(2, 2, 4, 5, seed=7, device=device_name)
     assert mts.gradcheck(lambda a, b: F.cat([a, b, a], dim=1), [x, y])
 
 
@@ -81,35 +83,36 @@ POOL_CASES = [  # (N, C, H, W, kernel, stride, padding)
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
-def test_avg_pool2d_gradcheck(case):
+def test_avg_pool2d_gradcheck(case, device_name):
     n, c, h, w, k, s, p = case
-    assert mts.gradcheck(lambda t: F.avg_pool2d(t, k, s, p), [rand(n, c, h, w)])
+    assert mts.gradcheck(lambda t: F.avg_pool2d(t, k, s, p), [rand(n, c, h, w, device=device_name)])
 
 
 @pytest.mark.parametrize("size,out", [((7, 9), 1), ((7, 9), 2), ((8, 8), 3), ((5, 13), 6), ((6, 7), (4, 3))])
-def test_adaptive_avg_pool2d_gradcheck(size, out):
-    assert mts.gradcheck(lambda t: F.adaptive_avg_pool2d(t, out), [rand(2, 2, *size)])
+def test_adaptive_avg_pool2d_gradcheck(size, out, device_name):
+    assert mts.gradcheck(lambda t: F.adaptive_avg_pool2d(t, out), [rand(2, 2, *size, device=device_name)])
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("size,target", [((3, 4), (7, 9)), ((5, 5), (3, 2)), ((4, 3), (4, 3)), ((2, 5), (8, 1))])
-def test_interpolate_gradcheck(align_corners, size, target):
-    x = rand(2, 2, *size)
+def test_interpolate_gradcheck(align_corners, size, target, device_name):
+    x = rand(2, 2, *size, device=device_name)
     assert mts.gradcheck(lambda t: F.interpolate(t, size=target, align_corners=align_corners), [x])
     assert mts.gradcheck(lambda t: F.interpolate(t, scale_factor=2.5, align_corners=align_corners), [x])
 
 
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_gradcheck(weighted, reduction):
+def test_cross_entropy_gradcheck(weighted, reduction, device_name):
     rng = np.random.default_rng(0)
-    logits = rand(2, 4, 3, 5, seed=1)
+    logits = rand(2, 4, 3, 5, seed=1, device=device_name)
     target = rng.integers(0, 4, (2, 3, 5))
     target[0, 1, :3] = 255  # ignored pixels present
-    w = mts.tensor(rng.uniform(0.5, 2.0, 4)) if weighted else None
+    target = mts.tensor(target, device=device_name)
+    w = mts.tensor(rng.uniform(0.5, 2.0, 4), device=device_name) if weighted else None
     assert mts.gradcheck(lambda t: F.cross_entropy(t, target, w, reduction=reduction), [logits])
-    flat = rand(5, 4, seed=2)
-    assert mts.gradcheck(lambda t: F.cross_entropy(t, rng.integers(0, 4, 5) * 0 + 1, w), [flat])
+    flat, flat_target = rand(5, 4, seed=2, device=device_name), mts.tensor(rng.integers(0, 4, 5), device=device_name)
+    assert mts.gradcheck(lambda t: F.cross_entropy(t, flat_target, w), [flat])
 
 
 # --- parity with torch (float64) ------------------------------------------------------------

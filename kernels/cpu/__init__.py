@@ -24,3 +24,4 @@ from .batchnorm import *  # noqa: E402,F401,F403
 from .pool import *  # noqa: E402,F401,F403
 from .upsample import *  # noqa: E402,F401,F403
 from .loss import *  # noqa: E402,F401,F403
+from .dropout import *  # noqa: E402,F401,F403

@@ -94,13 +94,18 @@ class Module:
         self._raw = None
         self._functions = {}
 
+    OPTIONS = ("-std=c++17",)
+
+    def name_expressions(self):
+        """Every instantiation the file is compiled for: ``name<float>`` and ``name<double>``."""
+        return [f"{k}<{t}>" for k in self.kernels for t in _CTYPES.values()]
+
     def _function(self, name, dtype):
         key = (name, np.dtype(dtype))
         if key not in self._functions:
             if self._raw is None:
-                self._raw = cp.RawModule(
-                    code=_source(self.filename), options=("-std=c++17",),
-                    name_expressions=[f"{k}<{t}>" for k in self.kernels for t in _CTYPES.values()])
+                self._raw = cp.RawModule(code=_source(self.filename), options=self.OPTIONS,
+                                         name_expressions=self.name_expressions())
             self._functions[key] = self._raw.get_function(f"{name}<{_CTYPES[key[1]]}>")
         return self._functions[key]
 

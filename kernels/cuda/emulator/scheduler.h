@@ -7,9 +7,10 @@
 // The threads of a block are the hard part: a thread that reaches __syncthreads must stop
 // there until every other thread of its block has arrived, then go on where it stopped. A
 // plain function call cannot stop in the middle and continue later, so each waiting thread
-// keeps its own stack: a fiber (POSIX ucontext: makecontext starts a function on a stack of
-// its own, swapcontext switches from one stack to another). The scheduler runs one fiber at
-// a time on this one CPU thread:
+// keeps its own stack: a fiber. POSIX ucontext starts a function on a stack of its own
+// (makecontext, setcontext); after that, switching from one fiber to another is _setjmp
+// (save where this stack is) then _longjmp (go on where the other one stopped). The scheduler runs one
+// fiber at a time on this one CPU thread:
 //
 //     for each block (in order, or in reverse for the race check):
 //         start threads 0, 1, 2, ... one after another, each until it returns or waits
@@ -22,7 +23,12 @@
 //
 // A fiber runs threads one after another until one of them has to wait, so a kernel without
 // barriers runs its whole block on one fiber with no switch at all, and a kernel with
-// barriers makes as many fibers as the block has threads.
+// barriers uses as many fibers as the block has threads. Fibers are kept for the next block.
+//
+// Why not swapcontext for every switch: it also saves and restores the signal mask, a system
+// call each time. A block reduction (reduce.cuh) switches 256 threads at each of its 9
+// barriers; with swapcontext a Fast-SCNN training step at 64x128 spent 170 s in those system
+// calls, with _setjmp/_longjmp about 15 s.
 //
 // Because threads only switch at barriers, a missing __syncthreads does not make the result
 // random, as it would on a GPU; it makes it depend on the order in which threads run. The race
@@ -30,6 +36,7 @@
 // forward and in reverse order, and reports a difference in the outputs.
 #pragma once
 
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -48,7 +55,9 @@ namespace mts {
 enum class State { running, barrier, warp, done };
 
 struct Fiber {
-    ucontext_t context;
+    jmp_buf registers;     // where it stopped, once started
+    ucontext_t start;      // how it starts: fiber_main on its own stack
+    bool started;
     char* stack;
     int thread;            // the thread it runs: threadIdx as one number, x fastest
     State state;
@@ -71,7 +80,7 @@ struct Launch {
     bool reverse;                     // run threads and blocks last to first
     int started;                      // threads of this block started so far
     std::vector<char> returned;       // per thread of this block
-    ucontext_t scheduler;
+    jmp_buf scheduler;
     Fiber* current;
     std::vector<Fiber*> idle, waiting;
     std::string error;
@@ -113,29 +122,41 @@ static void run_threads()
         L.invoke(L.kernel, L.args);     // returns when the thread is done; it may wait inside
         L.returned[L.current->thread] = 1;
     }
-    L.current->state = State::done;     // returning switches back to the scheduler (uc_link)
+}
+
+// Switch from the running fiber back to the scheduler; returns when the scheduler resumes it.
+static void to_scheduler()
+{
+    if (_setjmp(L.current->registers) == 0) _longjmp(L.scheduler, 1);
+    asm volatile("" ::: "memory");  // other threads wrote memory meanwhile: read it again
+}
+
+// The life of a fiber: run threads; when none are left, park until the next block needs it.
+static void fiber_main()
+{
+    for (;;) {
+        run_threads();
+        L.current->state = State::done;
+        to_scheduler();
+    }
 }
 
 static Fiber* new_fiber()
 {
-    Fiber* f;
     if (!L.idle.empty()) {
-        f = L.idle.back();
+        Fiber* f = L.idle.back();
         L.idle.pop_back();
-    } else {
-        const size_t page = sysconf(_SC_PAGESIZE);
-        f = new Fiber();
-        f->stack = static_cast<char*>(mmap(nullptr, STACK_BYTES + page, PROT_READ | PROT_WRITE,
-                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-        mprotect(f->stack, page, PROT_NONE);  // a stack overflow faults instead of corrupting
-        f->stack += page;
+        return f;
     }
-    getcontext(&f->context);
-    f->context.uc_stack.ss_sp = f->stack;
-    f->context.uc_stack.ss_size = STACK_BYTES;
-    f->context.uc_link = &L.scheduler;
-    makecontext(&f->context, run_threads, 0);
-    f->state = State::running;
+    const size_t page = sysconf(_SC_PAGESIZE);
+    Fiber* f = new Fiber();
+    f->stack = static_cast<char*>(mmap(nullptr, STACK_BYTES + page, PROT_READ | PROT_WRITE,
+                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    mprotect(f->stack, page, PROT_NONE);  // a stack overflow faults instead of corrupting
+    getcontext(&f->start);
+    f->start.uc_stack.ss_sp = f->stack + page;
+    f->start.uc_stack.ss_size = STACK_BYTES;
+    makecontext(&f->start, fiber_main, 0);
     return f;
 }
 
@@ -145,7 +166,13 @@ static void resume(Fiber* f)
     L.current = f;
     f->state = State::running;
     set_thread_index(f->thread);
-    swapcontext(&L.scheduler, &f->context);
+    if (_setjmp(L.scheduler) == 0) {
+        if (!f->started) {
+            f->started = true;
+            setcontext(&f->start);
+        }
+        _longjmp(f->registers, 1);
+    }
     (f->state == State::done ? L.idle : L.waiting).push_back(f);
 }
 
@@ -156,8 +183,7 @@ static void suspend(State why, const char* file, int line)
     f->state = why;
     f->file = file;
     f->line = line;
-    swapcontext(&f->context, &L.scheduler);
-    asm volatile("" ::: "memory");  // other threads wrote memory meanwhile: read it again
+    to_scheduler();
 }
 
 void barrier(const char* file, int line)
@@ -282,7 +308,7 @@ static bool release(std::vector<Fiber*>& ready)
         }
         const Fiber* first = L.waiting[0];
         for (Fiber* f : L.waiting)
-            if (f->line != first->line || strcmp(f->file, first->file) != 0)
+            if (f->line != first->line || (f->file != first->file && strcmp(f->file, first->file) != 0))
                 return fail("threads wait at two different barriers, " + where(first) + " and " +
                             where(f) + ": a barrier must be reached by every thread of the block "
                             "at the same place");
@@ -293,10 +319,12 @@ static bool release(std::vector<Fiber*>& ready)
                         "Every thread of a block must reach every barrier (return after it, not before)");
         ready = L.waiting;
     }
-    for (Fiber* f : ready) L.waiting.erase(std::find(L.waiting.begin(), L.waiting.end(), f));
-    std::sort(ready.begin(), ready.end(), [](Fiber* a, Fiber* b) {
-        return L.reverse ? a->thread > b->thread : a->thread < b->thread;
-    });
+    for (Fiber* f : ready) f->state = State::running;
+    L.waiting.erase(std::remove_if(L.waiting.begin(), L.waiting.end(),
+                                   [](Fiber* f) { return f->state == State::running; }),
+                    L.waiting.end());
+    auto order = [](Fiber* a, Fiber* b) { return L.reverse ? a->thread > b->thread : a->thread < b->thread; };
+    if (!std::is_sorted(ready.begin(), ready.end(), order)) std::sort(ready.begin(), ready.end(), order);
     return true;
 }
 
@@ -392,7 +420,10 @@ int mts_launch(int k, const unsigned* grid, const unsigned* block, void** args, 
     }
     fflush(stdout);  // a kernel's printf appears before what Python prints next
     if (ok) return 0;
-    for (Fiber* f : L.waiting) L.idle.push_back(f);  // abandon the stopped threads
+    for (Fiber* f : L.waiting) {  // abandon the stopped threads: their fibers start afresh
+        f->started = false;
+        L.idle.push_back(f);
+    }
     L.waiting.clear();
     snprintf(err, err_size, "%s", L.error.c_str());
     return 1;

@@ -340,25 +340,6 @@ def __getattr__(name):
     return wrapped
 
 
-class _Random:
-    """``cupy.random``: the device's own generator, apart from the host's."""
-
-    def __init__(self):
-        self._generator = np.random.default_rng(0)
-
-    def seed(self, seed=None):
-        """Restart the device generator from ``seed``."""
-        self._generator = np.random.default_rng(seed)
-
-    def random_sample(self, size=None, dtype=float):
-        """Uniform samples in [0, 1)."""
-        _launched()
-        return ndarray._of(np.asarray(self._generator.random(size, dtype=dtype)))
-
-
-random = _Random()
-
-
 class _Stream:
     def synchronize(self):
         """Nothing to wait for: launches finish before they return."""

@@ -1,0 +1,86 @@
+"""The whole CUDA path of a training step against the CPU path, and the counters that measure it.
+
+A Fast-SCNN step (forward with the three heads, loss, backward, SGD with momentum and weight
+decay) on device ``cuda`` must give the CPU's logits, loss, every gradient and the updated
+parameters. Dropout is on: both devices draw its masks from the same counter-based stream.
+Batch 2, because training batch norm needs more than one value per channel and the pyramid
+pooling's 1x1 bin has one value per image.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minitorch_seg as mts
+from fastscnn.data.synthetic import generate_synthcity
+from fastscnn.losses import SegmentationLoss
+from fastscnn.model import FastSCNN
+from fastscnn.train import param_groups
+
+pytestmark = pytest.mark.gpu
+
+
+def training_step(device, dtype, size=(64, 128), batch=2, seed=0):
+    """Build the model, run one step on ``device``; everything it produced, on the host."""
+    mts.manual_seed(seed)
+    model = FastSCNN(19, aux=True)
+    model = (model.double() if dtype == np.float64 else model).to(device).train()
+    optimizer = mts.optim.SGD(param_groups(model, 4e-5), lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(seed)
+    x = mts.tensor(rng.standard_normal((batch, 3, *size)).astype(dtype), device=device)
+    y = rng.integers(0, 19, (batch, *size))
+    y[:, :4] = 255
+    outputs = model(x)
+    loss = SegmentationLoss(aux_weight=0.4)(outputs, mts.tensor(y, device=device))
+    optimizer.zero_grad()
+    loss.backward()
+    grads = {k: p.grad.numpy() for k, p in model.named_parameters()}
+    optimizer.step()
+    return {"logits": [o.numpy() for o in outputs], "loss": loss.item(), "grads": grads,
+            "params": {k: p.numpy() for k, p in model.named_parameters()}}
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-4), (np.float64, 1e-10)])
+def test_a_training_step_on_cuda_equals_the_cpu_step(dtype, tol):
+    cpu, cuda = training_step("cpu", dtype), training_step("cuda", dtype)
+
+    def close(a, b, what, floor=0.0):
+        scale = max(float(np.abs(b).max()), floor)
+        error = float(np.abs(a - b).max())
+        assert error <= tol * scale, f"{what}: differs by {error:.3g}, {error / scale:.2e} of {scale:.3g}"
+
+    for i, (a, b) in enumerate(zip(cuda["logits"], cpu["logits"])):
+        close(a, b, f"logits of head {i}")
+    close(np.float64(cuda["loss"]), np.float64(cpu["loss"]), "loss")
+    assert cpu["grads"].keys() == cuda["grads"].keys()
+    # A bias that feeds a training-mode batch norm has a gradient that is 0 in exact arithmetic
+    # (the norm removes any constant shift); both devices hold rounding noise there, so every
+    # gradient is compared on the scale of at least a thousandth of the largest one, and so is
+    # every parameter after the step (those biases start at 0 and move by that noise).
+    grad_floor = 1e-3 * max(float(np.abs(g).max()) for g in cpu["grads"].values())
+    param_floor = 1e-3 * max(float(np.abs(p).max()) for p in cpu["params"].values())
+    for k in cpu["grads"]:
+        close(cuda["grads"][k], cpu["grads"][k], f"gradient of {k}", grad_floor)
+        close(cuda["params"][k], cpu["params"][k], f"{k} after the SGD step", param_floor)
+
+
+def test_the_main_job_trains_on_device_cuda(tmp_path):
+    """``examples/train_cityscapes.py --device cuda`` for 2 iterations, in a fresh process."""
+    root = generate_synthcity(tmp_path / "data", 4, 2, size=(48, 96), seed=0)
+    env = dict(os.environ)
+    if mts.cuda.is_emulated():
+        env["MTS_CUDA"] = "emulate"
+    main_job = Path(__file__).resolve().parents[1] / "examples" / "train_cityscapes.py"
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(main_job), "--device", "cuda", "--iters", "2",
+                             "--data-root", str(root), "--batch-size", "2", "--crop-size", "48",
+                             "--out", str(out), "--no-progress"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["device"] == "cuda" and metrics["iterations"] == 2
+    assert 0.0 <= metrics["miou"] <= 1.0
+    assert (out / "predictions.png").is_file()
