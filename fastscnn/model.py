@@ -31,23 +31,71 @@ Choices the paper leaves open, and ours:
 - Auxiliary heads (training only): on the learning-to-downsample output (64 ch) and on the
   global feature extractor output (128 ch), each conv3x3 -> 32 + BN + ReLU, dropout 0.1,
   1x1 -> classes, upsampled to the input size; their losses are weighted 0.4.
+
+Variants. Published PyTorch checkpoints were trained on two other readings of the paper;
+``FastSCNN(variant=...)`` builds each one exactly, so their weights run here
+(``fastscnn import-weights``). Where they differ from ``"paper"`` (everything else is equal):
+
+=============================  ==============  ====================  =======================
+                               ``"paper"``     ``"mmseg"``           ``"tramac"``
+=============================  ==============  ====================  =======================
+stem conv 3x3 s2 padding       1               1                     0
+ReLU after the depthwise conv  yes             no                    yes
+of DSConv (stem, classifier)
+pyramid pooling projection     1x1             3x3                   1x1
+fusion: low-branch depthwise   dilation 4      dilation 1            dilation 1
+fusion: 1x1 convs have a bias  no              no                    yes (then BN)
+bilinear ``align_corners``     False           False                 True
+(pooling, fusion, output)
+auxiliary heads                stem + global   stem + global         stem only
+=============================  ==============  ====================  =======================
+
+``"mmseg"`` is mmsegmentation's Fast-SCNN from v0.16 on (the architecture of its Cityscapes
+checkpoint, 70.96 mIoU); ``"tramac"`` is Tramac/Fast-SCNN-pytorch (``fast_scnn_citys.pth``).
+Tramac upsamples the context branch by a fixed x4, which equals our "to the detail branch's
+size" whenever its own code runs (when the 1/8 size is a multiple of 4); ours also runs at
+the other sizes.
 """
+from dataclasses import dataclass
+
 import minitorch_seg.functional as F
 from minitorch_seg import nn
 
 
-def conv_bn_relu(cin, cout, kernel=3, stride=1, padding=None, dilation=1, groups=1, relu=True):
-    """conv (no bias) + BN (+ ReLU): the basic unit of every block."""
+@dataclass(frozen=True)
+class Variant:
+    """The architecture choices on which the three Fast-SCNNs differ (see the module docstring)."""
+
+    stem_padding: int = 1
+    dw_relu: bool = True
+    ppm_kernel: int = 1
+    fusion_dilation: int = 4
+    fusion_bias: bool = False
+    align_corners: bool = False
+    aux_gfe: bool = True
+
+
+VARIANTS = {
+    "paper": Variant(),
+    "mmseg": Variant(dw_relu=False, ppm_kernel=3, fusion_dilation=1),
+    "tramac": Variant(stem_padding=0, fusion_dilation=1, fusion_bias=True, align_corners=True, aux_gfe=False),
+}
+
+
+def conv_bn_relu(cin, cout, kernel=3, stride=1, padding=None, dilation=1, groups=1, relu=True,
+                 bias=False):
+    """conv (no bias unless ``bias``) + BN (+ ReLU): the basic unit of every block."""
     padding = dilation * (kernel // 2) if padding is None else padding
-    layers = [nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=False), nn.BatchNorm2d(cout)]
+    layers = [nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=bias), nn.BatchNorm2d(cout)]
     return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
 
 
 class DSConv(nn.Sequential):
-    """Depthwise separable conv: depthwise 3x3 (stride s) + BN + ReLU, pointwise 1x1 + BN + ReLU."""
+    """Depthwise separable conv: depthwise 3x3 (stride s) + BN (+ ReLU if ``dw_relu``),
+    pointwise 1x1 + BN + ReLU."""
 
-    def __init__(self, cin, cout, stride=1):
-        super().__init__(conv_bn_relu(cin, cin, 3, stride, groups=cin), conv_bn_relu(cin, cout, 1))
+    def __init__(self, cin, cout, stride=1, dw_relu=True):
+        super().__init__(conv_bn_relu(cin, cin, 3, stride, groups=cin, relu=dw_relu), conv_bn_relu(cin, cout, 1))
 
 
 class Bottleneck(nn.Module):
@@ -66,17 +114,20 @@ class Bottleneck(nn.Module):
 
 
 class PyramidPooling(nn.Module):
-    """Context at four scales: pool to b x b for b in ``bins``, 1x1 conv, upsample, concat, project."""
+    """Context at four scales: pool to b x b for b in ``bins``, 1x1 conv, upsample, concat, project
+    (with a ``project_kernel`` x ``project_kernel`` conv)."""
 
-    def __init__(self, channels, bins=(1, 2, 3, 6)):
+    def __init__(self, channels, bins=(1, 2, 3, 6), project_kernel=1, align_corners=False):
         super().__init__()
         self.bins = bins
+        self.align_corners = align_corners
         self.stages = nn.ModuleList([conv_bn_relu(channels, channels // 4, 1) for _ in bins])
-        self.project = conv_bn_relu(channels + len(bins) * (channels // 4), channels, 1)
+        self.project = conv_bn_relu(channels + len(bins) * (channels // 4), channels, project_kernel)
 
     def forward(self, x):
         size = x.shape[2:]
-        pyramid = [x] + [F.interpolate(stage(F.adaptive_avg_pool2d(x, b)), size=size)
+        pyramid = [x] + [F.interpolate(stage(F.adaptive_avg_pool2d(x, b)), size=size,
+                                       align_corners=self.align_corners)
                          for b, stage in zip(self.bins, self.stages)]
         return self.project(F.cat(pyramid, dim=1))
 
@@ -84,42 +135,47 @@ class PyramidPooling(nn.Module):
 class LearningToDownsample(nn.Sequential):
     """conv 3x3 s2 -> 32, DSConv s2 -> 48, DSConv s2 -> 64: the shared 1/8 stem."""
 
-    def __init__(self):
-        super().__init__(conv_bn_relu(3, 32, 3, 2), DSConv(32, 48, 2), DSConv(48, 64, 2))
+    def __init__(self, variant=VARIANTS["paper"]):
+        super().__init__(conv_bn_relu(3, 32, 3, 2, padding=variant.stem_padding),
+                         DSConv(32, 48, 2, variant.dw_relu), DSConv(48, 64, 2, variant.dw_relu))
 
 
 class GlobalFeatureExtractor(nn.Sequential):
     """Bottleneck stages 6/64/3/2, 6/96/3/2, 6/128/3/1 and pyramid pooling, at 1/32."""
 
-    def __init__(self, stages=((6, 64, 3, 2), (6, 96, 3, 2), (6, 128, 3, 1))):
+    def __init__(self, stages=((6, 64, 3, 2), (6, 96, 3, 2), (6, 128, 3, 1)), variant=VARIANTS["paper"]):
         blocks, cin = [], 64
         for t, c, n, s in stages:
             for i in range(n):
                 blocks.append(Bottleneck(cin, c, t, s if i == 0 else 1))
                 cin = c
-        super().__init__(*blocks, PyramidPooling(cin))
+        super().__init__(*blocks, PyramidPooling(cin, project_kernel=variant.ppm_kernel,
+                                                 align_corners=variant.align_corners))
 
 
 class FeatureFusion(nn.Module):
     """Add the 1/8 detail branch and the upsampled 1/32 context branch, then ReLU."""
 
-    def __init__(self, high_channels=64, low_channels=128, out_channels=128):
+    def __init__(self, high_channels=64, low_channels=128, out_channels=128, variant=VARIANTS["paper"]):
         super().__init__()
-        self.low_dw = conv_bn_relu(low_channels, low_channels, 3, dilation=4, groups=low_channels)
-        self.low_project = conv_bn_relu(low_channels, out_channels, 1, relu=False)
-        self.high_project = conv_bn_relu(high_channels, out_channels, 1, relu=False)
+        self.align_corners = variant.align_corners
+        self.low_dw = conv_bn_relu(low_channels, low_channels, 3, dilation=variant.fusion_dilation,
+                                   groups=low_channels)
+        self.low_project = conv_bn_relu(low_channels, out_channels, 1, relu=False, bias=variant.fusion_bias)
+        self.high_project = conv_bn_relu(high_channels, out_channels, 1, relu=False, bias=variant.fusion_bias)
 
     def forward(self, high, low):
-        low = F.interpolate(low, size=high.shape[2:])
+        low = F.interpolate(low, size=high.shape[2:], align_corners=self.align_corners)
         return F.relu(self.high_project(high) + self.low_project(self.low_dw(low)))
 
 
 class Classifier(nn.Module):
     """Two DSConv 128, dropout, and a 1x1 conv to the classes (at 1/8 resolution)."""
 
-    def __init__(self, channels, num_classes, dropout=0.1):
+    def __init__(self, channels, num_classes, dropout=0.1, dw_relu=True):
         super().__init__()
-        self.body = nn.Sequential(DSConv(channels, channels), DSConv(channels, channels), nn.Dropout(dropout))
+        self.body = nn.Sequential(DSConv(channels, channels, dw_relu=dw_relu),
+                                  DSConv(channels, channels, dw_relu=dw_relu), nn.Dropout(dropout))
         self.logits = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x):
@@ -141,28 +197,41 @@ class AuxHead(nn.Module):
 class FastSCNN(nn.Module):
     """Fast-SCNN for ``num_classes`` classes (19 for Cityscapes, about 1.1M parameters).
 
-    ``forward(x)`` takes normalized images (N, 3, H, W) and returns logits (N, classes, H, W);
-    in training mode with ``aux=True`` it returns ``(logits, aux_ltd, aux_gfe)``, the two
-    auxiliary logits also at (H, W).
+    ``variant``: ``"paper"`` (default), ``"mmseg"`` or ``"tramac"``, the architectures of the
+    module docstring's table. ``forward(x)`` takes normalized images (N, 3, H, W) and returns
+    logits (N, classes, H, W); in training mode with ``aux=True`` it returns
+    ``(logits, aux_ltd, aux_gfe)``, the auxiliary logits also at (H, W) (``"tramac"`` has no
+    ``aux_gfe``: it returns ``(logits, aux_ltd)``).
     """
 
-    def __init__(self, num_classes=19, aux=True):
+    def __init__(self, num_classes=19, aux=True, variant="paper"):
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"FastSCNN: variant: expected one of {sorted(VARIANTS)}, got {variant!r}")
+        v = VARIANTS[variant]
         self.aux = aux
-        self.learning_to_downsample = LearningToDownsample()
-        self.global_feature_extractor = GlobalFeatureExtractor()
-        self.feature_fusion = FeatureFusion(64, 128, 128)
-        self.classifier = Classifier(128, num_classes)
+        self.variant = variant
+        self.align_corners = v.align_corners
+        self.learning_to_downsample = LearningToDownsample(v)
+        self.global_feature_extractor = GlobalFeatureExtractor(variant=v)
+        self.feature_fusion = FeatureFusion(64, 128, 128, v)
+        self.classifier = Classifier(128, num_classes, dw_relu=v.dw_relu)
         if aux:
             self.aux_ltd = AuxHead(64, num_classes)
-            self.aux_gfe = AuxHead(128, num_classes)
+            if v.aux_gfe:
+                self.aux_gfe = AuxHead(128, num_classes)
 
     def forward(self, x):
         size = x.shape[2:]
         high = self.learning_to_downsample(x)
         low = self.global_feature_extractor(high)
-        logits = F.interpolate(self.classifier(self.feature_fusion(high, low)), size=size)
+        logits = self._upsample(self.classifier(self.feature_fusion(high, low)), size)
         if not (self.training and self.aux):
             return logits
-        return (logits, F.interpolate(self.aux_ltd(high), size=size),
-                F.interpolate(self.aux_gfe(low), size=size))
+        outputs = (logits, self._upsample(self.aux_ltd(high), size))
+        if hasattr(self, "aux_gfe"):
+            outputs += (self._upsample(self.aux_gfe(low), size),)
+        return outputs
+
+    def _upsample(self, x, size):
+        return F.interpolate(x, size=size, align_corners=self.align_corners)

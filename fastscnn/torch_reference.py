@@ -138,6 +138,9 @@ def torch_fastscnn(model, device=None):
     Same architecture and parameter/buffer names, our weights and running statistics copied
     in, the same dtype and training mode. ``device`` defaults to where our model lives.
     """
+    if model.variant != "paper":  # the twins upsample with align_corners=False and expect both aux heads
+        raise ValueError(f"torch_fastscnn: model: only the 'paper' variant has a torch twin, "
+                         f"got variant={model.variant!r}")
     torch = import_torch()
     state = model.state_dict()
     dtype = next(iter(state.values())).dtype

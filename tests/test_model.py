@@ -67,3 +67,21 @@ def test_ohem_keeps_hard_pixels_and_at_least_min_kept():
     assert (at_least != 255).sum() == 20
     everything = ohem_targets(logits, target, thresh=0.0, min_kept=1000)
     np.testing.assert_array_equal(everything, target)
+
+
+@pytest.mark.parametrize("variant, outputs", [("paper", 3), ("mmseg", 3), ("tramac", 2)])
+def test_variants_run_at_any_size(variant, outputs):
+    """Each published variant (their parity with PyTorch: tests/test_import_weights.py) runs
+    at an odd size; Tramac's has one auxiliary head, the others two."""
+    model = FastSCNN(5, variant=variant)
+    x = mts.tensor(np.random.default_rng(0).standard_normal((2, 3, 50, 77)).astype(np.float32))
+    train_out = model(x)
+    assert len(train_out) == outputs and all(t.shape == (2, 5, 50, 77) for t in train_out)
+    with mts.no_grad():
+        assert model.eval()(x).shape == (2, 5, 50, 77)
+
+
+def test_torch_twin_refuses_the_other_variants():
+    from fastscnn.torch_reference import torch_fastscnn
+    with pytest.raises(ValueError, match="only the 'paper' variant has a torch twin, got variant='tramac'"):
+        torch_fastscnn(FastSCNN(5, variant="tramac"))
