@@ -1,4 +1,4 @@
-"""The ``fastscnn`` command: ``train``, ``evaluate``, ``predict``, ``benchmark``."""
+"""The ``fastscnn`` command: ``train``, ``evaluate``, ``predict``, ``import-weights``, ``benchmark``."""
 import argparse
 import json
 import sys
@@ -50,6 +50,12 @@ def _parser():
     p.add_argument("--output", required=True)
     p.add_argument("--device", choices=["cpu", "cuda"])
 
+    w = sub.add_parser("import-weights", help="convert a published PyTorch Fast-SCNN checkpoint (needs torch)")
+    w.add_argument("checkpoint", help="the .pth file")
+    w.add_argument("--format", required=True, choices=["mmseg", "tramac"],
+                   help="mmseg: mmsegmentation's checkpoint; tramac: Tramac/Fast-SCNN-pytorch's")
+    w.add_argument("--out", required=True, help="the file to write, for evaluate/predict --checkpoint")
+
     sub.add_parser("benchmark", add_help=False,
                    help="speed and memory against PyTorch (fastscnn benchmark --help for its flags)")
     return parser
@@ -88,6 +94,12 @@ def main(argv=None):
         from fastscnn.predict import predict
         files = predict(args.checkpoint, args.input, args.output, _device(args.device))
         print(f"predicted {len(files)} image(s) into {args.output}/color, overlay, labelIds")
+    elif args.command == "import-weights":
+        from fastscnn.import_weights import import_weights
+        model = import_weights(args.checkpoint, args.out, args.format)
+        heads = ", ".join(name for name in ("aux_ltd", "aux_gfe") if hasattr(model, name)) or "none"
+        print(f"imported {len(model.state_dict())} tensors ({args.format} variant, "
+              f"{model.classifier.logits.weight.shape[0]} classes, auxiliary heads: {heads}) into {args.out}")
     return 0
 
 

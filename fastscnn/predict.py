@@ -24,17 +24,19 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def load_model(checkpoint, device="cpu"):
-    """A FastSCNN in eval mode with the weights of a training checkpoint (or a bare state_dict)."""
+    """A FastSCNN in eval mode with the weights of a training checkpoint, a bare state_dict, or
+    a file written by ``fastscnn import-weights`` (which also names the architecture variant)."""
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no file at {path}")
     state = mts.load(path)
+    variant = state.get("variant", "paper") if isinstance(state, dict) else "paper"
     state = state.get("model", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or "classifier.logits.weight" not in state:
         raise ValueError(f"checkpoint: {path} holds no Fast-SCNN weights (expected a training "
                          f"checkpoint or a state_dict)")
     num_classes = state["classifier.logits.weight"].shape[0]
-    model = FastSCNN(num_classes, aux=any(k.startswith("aux_") for k in state))
+    model = FastSCNN(num_classes, aux=any(k.startswith("aux_") for k in state), variant=variant)
     model.load_state_dict(state)
     return model.to(device).eval()
 
