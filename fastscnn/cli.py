@@ -17,6 +17,17 @@ def parse_size(text):
     return (parts[0], parts[-1])
 
 
+def parse_scales(text):
+    """``0.5,1.0,1.5`` -> (0.5, 1.0, 1.5): positive resize ratios."""
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}")
+    return scales
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="fastscnn", description="Fast-SCNN on minitorch-seg.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +54,11 @@ def _parser():
     e.add_argument("--data-root", required=True)
     e.add_argument("--split", default="val")
     e.add_argument("--device", choices=["cpu", "cuda"])
+    e.add_argument("--scales", type=parse_scales, default=(1.0,),
+                   help="resize ratios whose probabilities are averaged, e.g. 0.5,0.75,1.0,1.25,1.5,1.75")
+    e.add_argument("--flip", action="store_true", help="also average the mirrored image's probabilities")
+    e.add_argument("--sliding", type=parse_size, metavar="CROP",
+                   help="sliding windows of N or HxW (stride 2/3 of it) instead of whole-image passes")
 
     p = sub.add_parser("predict", help="colour masks, overlays and labelId PNGs for images")
     p.add_argument("--checkpoint", required=True)
@@ -87,8 +103,12 @@ def main(argv=None):
         from fastscnn.evaluate import evaluate
         from fastscnn.predict import load_model
         device = _device(args.device)
+        inference = None
+        if args.flip or args.scales != (1.0,) or args.sliding:
+            from fastscnn.inference import Inference
+            inference = Inference(scales=args.scales, flip=args.flip, crop=args.sliding, progress=True)
         metrics = evaluate(load_model(args.checkpoint, device), CityscapesDataset(args.data_root, args.split),
-                           device, NUM_CLASSES)
+                           device, NUM_CLASSES, inference)
         print(metrics.format_table())
     elif args.command == "predict":
         from fastscnn.predict import predict

@@ -15,14 +15,17 @@ def predict_train_ids(model, image, device):
     return logits.argmax(axis=1).numpy()[0].astype(np.uint8)
 
 
-def evaluate(model, dataset, device="cpu", num_classes=NUM_CLASSES):
+def evaluate(model, dataset, device="cpu", num_classes=NUM_CLASSES, inference=None):
     """Score ``model`` on every (image, label) of ``dataset``; returns the SegmentationMetrics.
 
-    ``.compute()`` on the result gives ``pixel_accuracy``, ``miou``, ``category_miou`` and
-    ``iou_per_class``; ``.format_table()`` the per-class table.
+    ``inference``: a :class:`fastscnn.inference.Inference` (multi-scale, flip, sliding window);
+    None for one pass over each whole image. ``.compute()`` on the result gives
+    ``pixel_accuracy``, ``miou``, ``category_miou`` and ``iou_per_class``;
+    ``.format_table()`` the per-class table.
     """
+    predict = predict_train_ids if inference is None else inference.predict_train_ids
     metrics = SegmentationMetrics(num_classes)
     for i in range(len(dataset)):
         image, label = dataset[i]
-        metrics.update(predict_train_ids(model, image, device), label)
+        metrics.update(predict(model, image, device), label)
     return metrics
