@@ -16,3 +16,13 @@ def test_readme_shows_the_main_job_and_links_the_notebooks():
     readme = (ROOT / "README.md").read_text()
     assert "python examples/train_cityscapes.py" in readme
     assert "examples/notebooks" in readme
+
+
+def test_readme_fastscnn_commands_are_valid():
+    """Every ``fastscnn ...`` line the README shows parses with the real command line."""
+    from fastscnn.cli import _parser
+    lines = [line.split()[1:] for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("fastscnn ")]
+    assert {"import-weights", "evaluate", "predict"} <= {words[0] for words in lines}
+    for words in lines:
+        _parser().parse_args(words)
