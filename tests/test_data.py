@@ -12,6 +12,7 @@ from fastscnn.data.loader import DataLoader
 from fastscnn.data.synthetic import CITIES, MARKER, generate_synthcity, main, synthcity_paths
 from fastscnn.data.transforms import (EvalTransform, TrainTransform, color_jitter, normalize, random_crop,
                                       random_hflip, random_scale)
+from fastscnn.errors import InputError, UnreadableImageError
 from fastscnn.palette import (CLASS_NAMES, IGNORE_INDEX, LABEL_ID_TO_TRAIN_ID, NUM_CLASSES, PALETTE,
                               TRAIN_ID_TO_LABEL_ID, colorize)
 
@@ -166,8 +167,11 @@ def test_dataset_unreadable_file(tmp_path, damage):
         Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(bad)
     ds = CityscapesDataset(tmp_path, "train")
     expected = "expected an 8-bit single-channel" if damage == "colour label" else "cannot read image file"
-    with pytest.raises(ValueError, match=rf"{re.escape(str(bad))}: {expected}"):
+    with pytest.raises(ValueError, match=rf"{re.escape(str(bad))}: {expected}") as error:
         ds[0]
+    # only undecodable files are the kind training skips; a colour label is a data set mistake
+    assert isinstance(error.value, UnreadableImageError) == (damage != "colour label")
+    assert isinstance(error.value, InputError)
 
 
 # --- transforms ---------------------------------------------------------------------------------
@@ -270,10 +274,11 @@ def test_eval_transform():
 class _Toy:
     """In-memory dataset of ``n`` random (image, label) pairs; ``fail_at`` raises on that index."""
 
-    def __init__(self, n, shape=(20, 24), fail_at=None):
+    def __init__(self, n, shape=(20, 24), fail_at=None, unreadable=()):
         rng = np.random.default_rng(0)
         self.items = [_aligned_sample(rng, shape) for _ in range(n)]
         self.fail_at = fail_at
+        self.unreadable = unreadable
 
     def __len__(self):
         return len(self.items)
@@ -281,6 +286,8 @@ class _Toy:
     def __getitem__(self, i):
         if i == self.fail_at:
             raise RuntimeError(f"broken sample {i}")
+        if i in self.unreadable:
+            raise UnreadableImageError(f"image{i}.png: cannot read image file")
         return self.items[i]
 
 
@@ -359,6 +366,23 @@ def test_loader_propagates_errors_and_stops_threads():
         for _ in DataLoader(_Toy(12, fail_at=5), 2, num_workers=2):
             pass
     assert not _loader_threads()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_skips_unreadable_samples_when_asked(workers):
+    (x0, _), (x1, _) = DataLoader(_Toy(6), 3, num_workers=workers)
+    loader = DataLoader(_Toy(6, unreadable=(4,)), 3, num_workers=workers, prefetch=2, skip_unreadable=True)
+    batches = iter(loader)
+    first, _ = next(batches)
+    assert loader.skipped == []  # the second batch is built already, but not handed out
+    second, _ = next(batches)
+    assert loader.skipped == ["image4.png: cannot read image file"]
+    np.testing.assert_array_equal(first, x0)
+    np.testing.assert_array_equal(second, x1[[0, 2]])  # samples 3 and 5, as they would have been
+    with pytest.raises(UnreadableImageError, match="image4.png"):
+        list(DataLoader(_Toy(6, unreadable=(4,)), 3, num_workers=workers))
+    with pytest.raises(InputError, match="every image of a batch is unreadable: image0.png.*; image1.png"):
+        list(DataLoader(_Toy(4, unreadable=(0, 1)), 2, num_workers=workers, skip_unreadable=True))
 
 
 def test_loader_rejects_bad_arguments():

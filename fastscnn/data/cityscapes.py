@@ -5,13 +5,15 @@
 
 The label files hold the 34 official labelIds; a lookup table turns them into the 19
 trainIds the network predicts (everything else becomes 255, ignored by loss and metrics).
-Problems with the files are reported when found, naming the file and what was expected.
+Problems with the files are reported when found, naming the file and what was expected
+(as the user errors of :mod:`fastscnn.errors`, which the command line prints on one line).
 """
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from fastscnn.errors import InputError, InputNotFoundError, UnreadableImageError
 from fastscnn.palette import LABEL_ID_TO_TRAIN_ID
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -22,17 +24,18 @@ def read_png(path, mode):
     """Read an image file into a numpy array: ``mode`` "RGB" gives (H, W, 3) uint8,
     "L" gives the (H, W) uint8 values of a single-channel 8-bit file (a label map).
 
-    Raises ValueError naming the file when it cannot be decoded or, for "L", when it is
-    not a single-channel 8-bit image (converting colours to grey would corrupt the ids).
+    Raises UnreadableImageError naming the file when it cannot be decoded, and InputError
+    when, for "L", it is not a single-channel 8-bit image (converting colours to grey
+    would corrupt the ids); both are ValueErrors.
     """
     try:
         with Image.open(path) as im:
             if mode == "L" and im.mode != "L":
-                raise ValueError(f"{path}: expected an 8-bit single-channel (mode 'L') label image, "
+                raise InputError(f"{path}: expected an 8-bit single-channel (mode 'L') label image, "
                                  f"got mode {im.mode!r}")
             return np.array(im.convert(mode))
     except (OSError, SyntaxError) as e:  # PIL reports truncated/garbled files with either
-        raise ValueError(f"{path}: cannot read image file ({e})") from e
+        raise UnreadableImageError(f"{path}: cannot read image file ({e})") from e
 
 
 class CityscapesDataset:
@@ -48,21 +51,21 @@ class CityscapesDataset:
         self.root = Path(root)
         self.split = split
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"Cityscapes root {self.root} not found: expected a folder holding leftImg8bit/ and gtFine/")
         image_dir = self.root / "leftImg8bit" / split
         label_dir = self.root / "gtFine" / split
         for folder in (image_dir, label_dir):
             if not folder.is_dir():
-                raise FileNotFoundError(f"split folder {folder} not found: expected {folder}/<city>/ folders")
+                raise InputNotFoundError(f"split folder {folder} not found: expected {folder}/<city>/ folders")
         images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
         if not images:
-            raise ValueError(f"no images in {image_dir}: expected files {image_dir}/<city>/*{IMAGE_SUFFIX}")
+            raise InputError(f"no images in {image_dir}: expected files {image_dir}/<city>/*{IMAGE_SUFFIX}")
         self.files = []
         for image in images:
             label = label_dir / image.parent.name / (image.name[: -len(IMAGE_SUFFIX)] + LABEL_SUFFIX)
             if not label.is_file():
-                raise FileNotFoundError(f"label file {label} not found for image {image}")
+                raise InputNotFoundError(f"label file {label} not found for image {image}")
             self.files.append((image, label))
 
     def __len__(self):
@@ -75,7 +78,7 @@ class CityscapesDataset:
         image = read_png(image_path, "RGB")
         label_ids = read_png(label_path, "L")
         if image.shape[:2] != label_ids.shape:
-            raise ValueError(f"size mismatch: image {image_path} is {image.shape[:2]} (H, W) "
+            raise InputError(f"size mismatch: image {image_path} is {image.shape[:2]} (H, W) "
                              f"but label {label_path} is {label_ids.shape}")
         return image, LABEL_ID_TO_TRAIN_ID[label_ids]
 

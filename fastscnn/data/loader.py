@@ -20,6 +20,11 @@ Pseudo-loop of one epoch::
 
 Leaving the loop early (``break``, an exception) closes the generator, which cancels
 the batches not started yet and joins the threads.
+
+With ``skip_unreadable=True`` a sample whose image cannot be decoded
+(:class:`~fastscnn.errors.UnreadableImageError`) is left out of its batch, which comes out
+one smaller, and its message is appended to ``loader.skipped`` when that batch is handed
+out (not when a thread builds it), so what a training loop sees does not depend on timing.
 """
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastscnn.data.transforms import EvalTransform
+from fastscnn.errors import InputError, UnreadableImageError
 
 
 class DataLoader:
@@ -38,9 +44,10 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, transform=None, seed=0,
-                 num_workers=2, prefetch=4, drop_last=False):
+                 num_workers=2, prefetch=4, drop_last=False, skip_unreadable=False):
         """``num_workers=0`` builds batches in the calling thread (handy for debugging);
-        ``prefetch`` bounds how many batches are built ahead of the consumer."""
+        ``prefetch`` bounds how many batches are built ahead of the consumer;
+        ``skip_unreadable`` leaves unreadable samples out (see the module docstring)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0 or prefetch < 1:
@@ -53,6 +60,8 @@ class DataLoader:
         self.num_workers = num_workers
         self.prefetch = prefetch
         self.drop_last = drop_last
+        self.skip_unreadable = skip_unreadable
+        self.skipped = []  # messages of the samples left out so far, in the order handed out
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -71,13 +80,27 @@ class DataLoader:
         return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch])).permutation(n)
 
     def _batch(self, indices, epoch):
-        xs, ys = [], []
+        xs, ys, skipped = [], [], []
         for i in indices:
+            try:
+                sample = self.dataset[int(i)]
+            except UnreadableImageError as e:
+                if not self.skip_unreadable:
+                    raise
+                skipped.append(str(e))
+                continue
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, int(i)]))
-            x, y = self.transform(*self.dataset[int(i)], rng)
+            x, y = self.transform(*sample, rng)
             xs.append(x)
             ys.append(y)
-        return np.stack(xs), np.stack(ys)
+        if not xs:
+            raise InputError(f"every image of a batch is unreadable: {'; '.join(skipped)}")
+        return np.stack(xs), np.stack(ys), skipped
+
+    def _hand_out(self, batch):
+        x, y, skipped = batch
+        self.skipped.extend(skipped)
+        return x, y
 
     def __iter__(self):
         """Yield the batches of the current epoch, built ``prefetch`` ahead in background threads."""
@@ -90,7 +113,7 @@ class DataLoader:
         batches = [order[k:k + self.batch_size]
                    for k in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size)]
         if self.num_workers == 0:
-            return (self._batch(b, self.epoch) for b in batches)
+            return (self._hand_out(self._batch(b, self.epoch)) for b in batches)
         return self._threaded(batches, self.epoch)
 
     def _threaded(self, batches, epoch):
@@ -103,6 +126,6 @@ class DataLoader:
                 batch = pending.popleft().result()
                 if todo:  # keep `prefetch` batches in flight while the consumer works
                     pending.append(pool.submit(self._batch, todo.popleft(), epoch))
-                yield batch
+                yield self._hand_out(batch)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

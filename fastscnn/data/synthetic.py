@@ -42,8 +42,10 @@ from pathlib import Path
 import numpy as np
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
 
 from fastscnn.data.cityscapes import IMAGE_SUFFIX, LABEL_SUFFIX
+from fastscnn.errors import InputError
 
 CITIES = {"train": ("pixelburg", "rasterdam", "vectoria"), "val": ("numpyville", "tensorstadt")}
 FRAME = 19  # Cityscapes annotates frame 19 of each 30-frame snippet
@@ -689,14 +691,15 @@ def _write_one(root, split, i, size, seed):
         os.replace(partial, path)
 
 
-def generate_synthcity(root, num_train, num_val, size=(256, 512), seed=0):
+def generate_synthcity(root, num_train, num_val, size=(256, 512), seed=0, progress=False):
     """Write SynthCity into ``root`` in the Cityscapes layout and return ``root`` as a Path.
 
     ``size`` is (H, W). Each image depends only on (seed, split, index), so the files are
     byte-for-byte the same for a seed. The marker file ``synthcity.json``, written first,
     records the parameters: a folder holding the complete set is left alone, an
-    interrupted one is completed, and ValueError is raised for a folder holding another
-    SynthCity or Cityscapes-like data without the marker (so real data is never mixed in).
+    interrupted one is completed, and InputError (a ValueError) is raised for a folder
+    holding another SynthCity or Cityscapes-like data without the marker (so real data is
+    never mixed in). ``progress`` shows a progress bar (on stderr, in a terminal).
     """
     root = Path(root)
     spec = {"version": VERSION, "num_train": int(num_train), "num_val": int(num_val),
@@ -706,17 +709,19 @@ def generate_synthcity(root, num_train, num_val, size=(256, 512), seed=0):
     if marker.is_file():
         found = json.loads(marker.read_text())
         if found != spec:
-            raise ValueError(f"{root} already holds a different SynthCity ({found}); asked for {spec}. "
+            raise InputError(f"{root} already holds a different SynthCity ({found}); asked for {spec}. "
                              f"Delete it or choose another folder.")
         if all(p.is_file() for job in jobs for p in synthcity_paths(root, *job)):
             return root
     elif (root / "leftImg8bit").exists() or (root / "gtFine").exists():
-        raise ValueError(f"{root} holds leftImg8bit/ or gtFine/ but no {MARKER}: it is not a SynthCity folder. "
+        raise InputError(f"{root} holds leftImg8bit/ or gtFine/ but no {MARKER}: it is not a SynthCity folder. "
                          f"Choose another folder.")
     root.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(spec, indent=1) + "\n")
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
-        list(pool.map(lambda job: _write_one(root, *job, tuple(spec["size"]), seed), jobs))
+    with ThreadPoolExecutor(os.cpu_count()) as pool, \
+            tqdm(total=len(jobs), desc="SynthCity", disable=None if progress else True) as bar:
+        for _ in pool.map(lambda job: _write_one(root, *job, tuple(spec["size"]), seed), jobs):
+            bar.update(1)
     return root
 
 
@@ -731,7 +736,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    root = generate_synthcity(args.out, args.train, args.val, (args.height, args.width), args.seed)
+    root = generate_synthcity(args.out, args.train, args.val, (args.height, args.width), args.seed, progress=True)
     print(f"SynthCity ({args.train} train + {args.val} val, {args.height}x{args.width}) in {root} "
           f"[{time.perf_counter() - start:.1f} s]")
 
