@@ -15,7 +15,13 @@ whose ground truth is ``ignore_index`` are left out. For class ``k``::
 
 This reproduces cityscapesscripts' evalPixelLevelSemanticLabeling (getIouScoreForLabel,
 getIouScoreForCategory, getScoreAverage) on labelIds; tests/test_metrics.py checks it.
+
+JSON has no NaN (Python's ``json`` writes it, other languages' parsers reject it), so
+:func:`to_json` writes an absent class's IoU as ``null``.
 """
+import json
+import math
+
 import numpy as np
 
 from fastscnn.palette import CATEGORY_NAMES, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, TRAIN_ID_TO_CATEGORY
@@ -91,14 +97,37 @@ class SegmentationMetrics:
         return scores
 
     def format_table(self):
-        """The per-class IoUs and the summary scores as a printable table."""
+        """The per-class IoUs, the per-category IoUs (19 classes) and the summary scores
+        as a printable table; ``nan`` marks a class in neither ground truth nor prediction."""
         scores = self.compute()
         width = max(len(n) for n in self.class_names) + 2
         lines = [f"{'class':<{width}}   IoU", "-" * (width + 6)]
         lines += [f"{name:<{width}}{v:6.3f}" for name, v in scores["iou_per_class"].items()]
+        if "iou_per_category" in scores:
+            lines += ["", f"{'category':<{width}}   IoU", "-" * (width + 6)]
+            lines += [f"{name:<{width}}{v:6.3f}" for name, v in scores["iou_per_category"].items()]
         lines.append("-" * (width + 6))
         lines.append(f"{'mIoU':<{width}}{scores['miou']:6.3f}")
         if "category_miou" in scores:
             lines.append(f"{'category mIoU':<{width}}{scores['category_miou']:6.3f}")
         lines.append(f"{'pixel acc.':<{width}}{scores['pixel_accuracy']:6.3f}")
         return "\n".join(lines)
+
+
+def strict_json(value):
+    """``value`` (dicts, lists, numbers) with every NaN or infinity replaced by None."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(scores, **kwargs):
+    """``scores`` as strict JSON text: NaN (an absent class) becomes ``null``.
+
+    ``kwargs`` go to ``json.dumps`` (e.g. ``indent=1``).
+    """
+    return json.dumps(strict_json(scores), allow_nan=False, **kwargs)

@@ -4,13 +4,14 @@ The oracle path: trainId maps -> labelId PNG files -> evalPixelLevelSemanticLabe
 own evaluatePair (confusion matrix), getIouScoreForLabel, getIouScoreForCategory and
 getScoreAverage.
 """
+import json
 import math
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fastscnn.metrics import SegmentationMetrics
+from fastscnn.metrics import SegmentationMetrics, strict_json, to_json
 from fastscnn.palette import CATEGORY_NAMES, CLASS_NAMES, IGNORE_INDEX, TRAIN_ID_TO_LABEL_ID
 
 ev = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
@@ -129,3 +130,26 @@ def test_other_class_counts_and_table():
     table.update(np.array([0, 13]), np.array([0, 13]))
     text = table.format_table()
     assert "road" in text and "bicycle" in text and "mIoU" in text and "1.000" in text
+
+
+def test_json_is_strict_with_null_for_absent_classes():
+    m = SegmentationMetrics()
+    m.update(np.array([0, 13]), np.array([0, 13]))
+    text = to_json(m.compute())
+
+    def strict(constant):
+        raise AssertionError(f"not JSON: {constant}")
+    scores = json.loads(text, parse_constant=strict)
+    assert scores["iou_per_class"]["road"] == 1.0 and scores["iou_per_class"]["sky"] is None
+    assert scores["iou_per_category"]["nature"] is None
+    assert strict_json({"a": [float("inf"), -float("inf"), 1.5], "b": (2, "x")}) == {"a": [None, None, 1.5],
+                                                                                      "b": [2, "x"]}
+
+
+def test_table_lists_categories():
+    m = SegmentationMetrics()
+    m.update(np.array([0, 1, 13]), np.array([0, 0, 13]))  # sidewalk for road: a category hit
+    rows = dict(line.rsplit(None, 1) for line in m.format_table().splitlines()
+                if line.strip() and not line.startswith("-"))
+    assert rows["road"] == "0.500" and rows["flat"] == "1.000" and rows["vehicle"] == "1.000"
+    assert rows["sky"] == "nan" and rows["category mIoU"] == "1.000"
