@@ -9,7 +9,7 @@ classes, and bilinear upsampling brings the logits to the input size::
       LearningToDownsample   conv3x3 s2 -> 32, DSConv s2 -> 48, DSConv s2 -> 64      (1/8)
       GlobalFeatureExtractor bottlenecks t,c,n,s = 6,64,3,2 / 6,96,3,2 / 6,128,3,1   (1/32)
                              + PyramidPooling(bins 1,2,3,6) -> 128
-      FeatureFusion          low: upsample to the 1/8 size, dw3x3 dilation 4, 1x1 linear
+      FeatureFusion          low: upsample to the 1/8 size, dw3x3 dilation 4 + ReLU, 1x1 linear
                              high: 1x1 linear; add; ReLU                             (1/8)
       Classifier             DSConv 128, DSConv 128, dropout, 1x1 -> classes
       upsample bilinear to (H, W)
@@ -25,7 +25,10 @@ Choices the paper leaves open, and ours:
   ReLU, bilinear upsample back; concatenate with the input (2 x 128 channels) and project with
   a 1x1 conv + BN + ReLU to 128.
 - Feature fusion: the low-resolution branch is upsampled to the high-resolution branch's
-  actual size (not a fixed x4), so any input size works, not only multiples of 32.
+  actual size (not a fixed x4), so any input size works, not only multiples of 32. Its
+  depthwise conv is followed by BN + ReLU, as in common PyTorch reimplementations
+  (e.g. Tramac/Fast-SCNN-pytorch); the two 1x1 convs have BN and no activation, and a
+  ReLU follows the add.
 - Classifier dropout p = 0.1. ReLU everywhere (the paper's activation).
 - Bilinear upsampling uses ``align_corners=False`` (PyTorch's default).
 - Auxiliary heads (training only): on the learning-to-downsample output (64 ch) and on the
