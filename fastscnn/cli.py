@@ -1,8 +1,14 @@
-"""The ``fastscnn`` command: ``train``, ``evaluate``, ``predict``, ``import-weights``, ``benchmark``."""
+"""The ``fastscnn`` command: ``train``, ``evaluate``, ``predict``, ``import-weights``, ``benchmark``.
+
+Exit status: 0 done; 2 a user error (a bad flag, a missing or unreadable file, images
+``predict`` could not read), printed as one line on stderr with no traceback. Any other
+exception is a bug and keeps its traceback.
+"""
 import argparse
 import json
 import sys
 
+from fastscnn.errors import UserError
 from fastscnn.palette import NUM_CLASSES
 
 
@@ -28,8 +34,16 @@ def parse_scales(text):
     return scales
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage is one ``--help`` away, not repeated on each slip."""
+
+    def error(self, message):
+        """Print ``PROG: error: MESSAGE`` on one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="fastscnn", description="Fast-SCNN on minitorch-seg.")
+    parser = _Parser(prog="fastscnn", description="Fast-SCNN on minitorch-seg.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (Cityscapes with --data-root, else generated SynthCity)")
@@ -54,6 +68,7 @@ def _parser():
     e.add_argument("--data-root", required=True)
     e.add_argument("--split", default="val")
     e.add_argument("--device", choices=["cpu", "cuda"])
+    e.add_argument("--json", action="store_true", help="print the scores as JSON (null for an absent class)")
     e.add_argument("--scales", type=parse_scales, default=(1.0,),
                    help="resize ratios whose probabilities are averaged, e.g. 0.5,0.75,1.0,1.25,1.5,1.75")
     e.add_argument("--flip", action="store_true", help="also average the mirrored image's probabilities")
@@ -62,7 +77,7 @@ def _parser():
 
     p = sub.add_parser("predict", help="colour masks, overlays and labelId PNGs for images")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help="an image or a folder of images")
+    p.add_argument("--input", required=True, help="an image or a folder of images (subfolders are mirrored)")
     p.add_argument("--output", required=True)
     p.add_argument("--device", choices=["cpu", "cuda"])
 
@@ -82,45 +97,68 @@ def _device(name):
     return name or mts.cuda.default_device()
 
 
+def _train(args):
+    from fastscnn.train import TrainConfig, train
+    cfg = TrainConfig(data_root=args.data_root, out=args.out, device=args.device, iters=args.iters,
+                      epochs=args.epochs, batch_size=args.batch_size, crop_size=args.crop_size,
+                      lr=args.lr, ohem=args.ohem, resume=args.resume, seed=args.seed,
+                      eval_every=args.eval_every, log_every=args.log_every, workers=args.workers)
+    metrics = train(cfg, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "iou_per_class"}, indent=1))
+    print(f"wrote {args.out}/metrics.json, curves.png, predictions.png, checkpoint.pkl, log.jsonl")
+    return 0
+
+
+def _evaluate(args):
+    from fastscnn.data.cityscapes import CityscapesDataset
+    from fastscnn.evaluate import evaluate
+    from fastscnn.metrics import to_json
+    from fastscnn.predict import load_model
+    device = _device(args.device)
+    dataset = CityscapesDataset(args.data_root, args.split)
+    inference = None
+    if args.flip or args.scales != (1.0,) or args.sliding:
+        from fastscnn.inference import Inference
+        inference = Inference(scales=args.scales, flip=args.flip, crop=args.sliding, progress=True)
+    metrics = evaluate(load_model(args.checkpoint, device), dataset, device, NUM_CLASSES, inference,
+                       progress=True)
+    print(to_json(metrics.compute(), indent=1) if args.json else metrics.format_table())
+    return 0
+
+
+def _predict(args):
+    from fastscnn.predict import predict
+    written, failed = predict(args.checkpoint, args.input, args.output, _device(args.device), progress=True)
+    for message in failed:
+        print(f"fastscnn predict: error: {message}", file=sys.stderr)
+    print(f"predicted {len(written)} of {len(written) + len(failed)} image(s) into "
+          f"{args.output}/color, overlay, labelIds")
+    return 2 if failed else 0
+
+
+def _import_weights(args):
+    from fastscnn.import_weights import import_weights
+    model = import_weights(args.checkpoint, args.out, args.format)
+    heads = ", ".join(name for name in ("aux_ltd", "aux_gfe") if hasattr(model, name)) or "none"
+    print(f"imported {len(model.state_dict())} tensors ({args.format} variant, "
+          f"{model.classifier.logits.weight.shape[0]} classes, auxiliary heads: {heads}) into {args.out}")
+    return 0
+
+
 def main(argv=None):
-    """Entry point of the ``fastscnn`` console script."""
+    """Entry point of the ``fastscnn`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["benchmark"]:  # its own parser: python -m fastscnn.benchmark takes the same flags
         from fastscnn.benchmark import main as benchmark
         return benchmark(argv[1:])
     args = _parser().parse_args(argv)
-    if args.command == "train":
-        from fastscnn.train import TrainConfig, train
-        cfg = TrainConfig(data_root=args.data_root, out=args.out, device=args.device, iters=args.iters,
-                          epochs=args.epochs, batch_size=args.batch_size, crop_size=args.crop_size,
-                          lr=args.lr, ohem=args.ohem, resume=args.resume, seed=args.seed,
-                          eval_every=args.eval_every, log_every=args.log_every, workers=args.workers)
-        metrics = train(cfg, progress=not args.no_progress)
-        print(json.dumps({k: v for k, v in metrics.items() if k != "iou_per_class"}, indent=1))
-        print(f"wrote {args.out}/metrics.json, curves.png, predictions.png, checkpoint.pkl, log.jsonl")
-    elif args.command == "evaluate":
-        from fastscnn.data.cityscapes import CityscapesDataset
-        from fastscnn.evaluate import evaluate
-        from fastscnn.predict import load_model
-        device = _device(args.device)
-        inference = None
-        if args.flip or args.scales != (1.0,) or args.sliding:
-            from fastscnn.inference import Inference
-            inference = Inference(scales=args.scales, flip=args.flip, crop=args.sliding, progress=True)
-        metrics = evaluate(load_model(args.checkpoint, device), CityscapesDataset(args.data_root, args.split),
-                           device, NUM_CLASSES, inference)
-        print(metrics.format_table())
-    elif args.command == "predict":
-        from fastscnn.predict import predict
-        files = predict(args.checkpoint, args.input, args.output, _device(args.device))
-        print(f"predicted {len(files)} image(s) into {args.output}/color, overlay, labelIds")
-    elif args.command == "import-weights":
-        from fastscnn.import_weights import import_weights
-        model = import_weights(args.checkpoint, args.out, args.format)
-        heads = ", ".join(name for name in ("aux_ltd", "aux_gfe") if hasattr(model, name)) or "none"
-        print(f"imported {len(model.state_dict())} tensors ({args.format} variant, "
-              f"{model.classifier.logits.weight.shape[0]} classes, auxiliary heads: {heads}) into {args.out}")
-    return 0
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict,
+               "import-weights": _import_weights}[args.command]
+    try:
+        return command(args)
+    except UserError as e:
+        print(f"fastscnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ class InputNotFoundError(UserError, FileNotFoundError):
     """A file or folder the user named (or that a dataset needs) is not there."""
 
 
+class MissingDependencyError(UserError, RuntimeError):
+    """An optional extra that a command needs is not installed (e.g. torch for import-weights)."""
+
+
 class UnreadableImageError(InputError):
     """An image file that cannot be decoded (truncated, garbled, not an image); names the file.
 

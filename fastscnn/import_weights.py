@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import minitorch_seg as mts
+from fastscnn.errors import InputError, InputNotFoundError, MissingDependencyError
 from fastscnn.model import FastSCNN
 
 FORMATS = ("mmseg", "tramac")
@@ -37,7 +38,7 @@ def _import_torch():
     try:
         import torch
     except ImportError as e:
-        raise RuntimeError("import-weights needs PyTorch to read .pth files, and it is not installed: "
+        raise MissingDependencyError("import-weights needs PyTorch to read .pth files, and it is not installed: "
                            "pip install 'minitorch-seg[torch]' (or pip install torch)") from e
     return torch
 
@@ -46,12 +47,12 @@ def read_checkpoint(path):
     """The object stored in a PyTorch file, read with ``weights_only=True``, tensors kept as torch tensors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {path}")
+        raise InputNotFoundError(f"checkpoint: no file at {path}")
     torch = _import_torch()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a file it cannot read safely
-        raise ValueError(f"checkpoint: {path} is not a PyTorch file that torch.load(weights_only=True) "
+        raise InputError(f"checkpoint: {path} is not a PyTorch file that torch.load(weights_only=True) "
                          f"reads ({type(e).__name__}: {e})") from e
 
 
@@ -63,13 +64,13 @@ def state_dict_of(checkpoint):
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:
-        raise ValueError(f"checkpoint: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+        raise InputError(f"checkpoint: expected a state_dict (a dict of tensors), got {type(state).__name__}")
     if all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     arrays = {}
     for name, value in state.items():
         if not hasattr(value, "numpy"):
-            raise ValueError(f"checkpoint: {name} is a {type(value).__name__}, expected a tensor")
+            raise InputError(f"checkpoint: {name} is a {type(value).__name__}, expected a tensor")
         arrays[name] = value.detach().cpu().float().numpy()  # also half/bfloat16 files: NumPy has no bfloat16
     return arrays
 
@@ -161,11 +162,11 @@ def _listing(what, names, limit=20):
 def convert(state, fmt):
     """Our FastSCNN (variant ``fmt``, eval mode) holding the weights of the state_dict ``state``.
 
-    ``state`` maps their names to arrays (:func:`state_dict_of`). Raises ValueError naming
-    every missing, unexpected and mis-shaped key when the two do not match one to one.
+    ``state`` maps their names to arrays (:func:`state_dict_of`). Raises InputError (a ValueError)
+    naming every missing, unexpected and mis-shaped key when the two do not match one to one.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
+        raise InputError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
     aux = any(k.startswith(_AUX_PREFIX[fmt]) for k in state)
     num_classes = state[_LOGITS[fmt]].shape[0] if _LOGITS[fmt] in state else 19
     model = FastSCNN(num_classes, aux=aux, variant=fmt)
@@ -187,7 +188,7 @@ def convert(state, fmt):
                     if names]
         nothing_matched = len(missing) == len(theirs_to_ours)
         hint = f" (none of its keys is a {fmt} key: is it the other format?)" if nothing_matched else ""
-        raise ValueError(f"checkpoint: not a {fmt} Fast-SCNN state_dict{hint}: " + "; ".join(problems))
+        raise InputError(f"checkpoint: not a {fmt} Fast-SCNN state_dict{hint}: " + "; ".join(problems))
     model.load_state_dict({o: np.asarray(state[k], dtype=np.float32) for k, o in theirs_to_ours.items()})
     return model.eval()
 
@@ -197,7 +198,7 @@ def import_weights(checkpoint, out, fmt):
     ``evaluate``/``predict --checkpoint``: ``{"variant": fmt, "model": state_dict}`` saved
     with :func:`minitorch_seg.save`. Returns the imported model."""
     if fmt not in FORMATS:
-        raise ValueError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
+        raise InputError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
     model = convert(state_dict_of(read_checkpoint(checkpoint)), fmt)
     mts.save({"variant": fmt, "model": model.state_dict()}, out)
     return model

@@ -152,7 +152,7 @@ def test_evaluate_flags_build_the_modes(synth_checkpoint, monkeypatch):
     root, checkpoint = synth_checkpoint
     seen = {}
 
-    def fake_evaluate(model, dataset, device, num_classes, inference=None):
+    def fake_evaluate(model, dataset, device, num_classes, inference=None, progress=False):
         seen["inference"] = inference
         return evaluate(model, dataset, device, num_classes, inference)
 

@@ -1,0 +1,148 @@
+"""The ``fastscnn`` command as a user meets it: one line and exit 2 for a user error, a
+traceback for a bug; predict and evaluate output; the hand-off to cityscapesscripts."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minitorch_seg as mts
+from fastscnn import cli
+from fastscnn.data.synthetic import generate_synthcity
+from fastscnn.errors import UserError
+from fastscnn.model import FastSCNN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return generate_synthcity(tmp_path_factory.mktemp("cli") / "data", 2, 2, (48, 96), seed=3)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A bare state_dict of an untrained model: predict and evaluate accept it like a checkpoint."""
+    mts.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "weights.pkl"
+    mts.save(FastSCNN(19, aux=False).state_dict(), path)
+    return path
+
+
+def run(capsys, *argv):
+    """``fastscnn ARGV`` in this process: (exit status, stdout, stderr lines)."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse exits by itself
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.splitlines()
+
+
+def val_images(data):
+    return sorted((data / "leftImg8bit" / "val").rglob("*.png"))
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, data, weights):
+    """Item 8, tried as a new user would; nothing is left behind."""
+    garbage = tmp_path / "garbage.pkl"
+    garbage.write_bytes(b"not a pickle at all\n" * 50)
+    images = tmp_path / "images"
+    images.mkdir()
+    for image in val_images(data):
+        shutil.copy(image, images)
+    truncated = images / "truncated.png"
+    truncated.write_bytes(val_images(data)[0].read_bytes()[:300])
+    new = tmp_path / "new"
+    cases = {
+        "wrong --data-root (evaluate)": (["evaluate", "--checkpoint", weights, "--data-root", tmp_path / "nowhere"],
+                                         f"fastscnn evaluate: error: Cityscapes root {tmp_path}/nowhere not found: "
+                                         f"expected a folder holding leftImg8bit/ and gtFine/"),
+        "garbage checkpoint (evaluate)": (
+            ["evaluate", "--checkpoint", garbage, "--data-root", data],
+            f"fastscnn evaluate: error: --checkpoint: {garbage} is not a checkpoint (UnpicklingError: invalid load key"),
+        "a truncated image in predict": (
+            ["predict", "--checkpoint", weights, "--input", images, "--output", tmp_path / "pred", "--device", "cpu"],
+            f"fastscnn predict: error: {truncated}: cannot read image file ("),
+        "a typo in a flag": (["predict", "--checkpoint", weights, "--input", images, "--output", new, "--devcie", "cpu"],
+                             "fastscnn: error: unrecognized arguments: --devcie cpu (see fastscnn --help)"),
+    }
+    for name, (argv, expected) in cases.items():
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and len(err) == 1 and err[0].startswith(expected), (name, err)
+    assert not new.exists()
+    assert sorted(p.name for p in (tmp_path / "pred" / "labelIds").iterdir()) == sorted(
+        p.name for p in val_images(data))  # the readable images were still predicted
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import fastscnn.train
+
+    def broken(cfg, progress=True):
+        raise ValueError("a bug: not a user error")
+    monkeypatch.setattr(fastscnn.train, "train", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["train", "--iters", "1"])
+
+
+def test_predict_mirrors_subfolders(tmp_path, capsys, weights, data):
+    """Item 5: a/X.png and b/X.png are two predictions, not one written twice."""
+    first, second = val_images(data)
+    for sub, image in (("a", first), ("b", second)):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        shutil.copy(image, tmp_path / "in" / sub / "X.png")
+    code, out, err = run(capsys, "predict", "--checkpoint", weights, "--input", tmp_path / "in",
+                         "--output", tmp_path / "pred", "--device", "cpu")
+    assert code == 0 and err == [] and "predicted 2 of 2 image(s)" in out
+    written = sorted(str(p.relative_to(tmp_path / "pred")) for p in (tmp_path / "pred").rglob("*.png"))
+    assert written == [f"{kind}/{sub}/X.png" for kind in ("color", "labelIds", "overlay") for sub in ("a", "b")]
+    a, b = (np.asarray(Image.open(tmp_path / "pred" / "overlay" / sub / "X.png")) for sub in ("a", "b"))
+    assert not np.array_equal(a, b)  # each is its own image's overlay
+
+    shutil.copy(first, tmp_path / "in" / "a" / "X.jpg")
+    code, _, err = run(capsys, "predict", "--checkpoint", weights, "--input", tmp_path / "in",
+                       "--output", tmp_path / "pred2", "--device", "cpu")
+    assert code == 2 and err == [f"fastscnn predict: error: --input: {tmp_path}/in/a/X.jpg and "
+                                 f"{tmp_path}/in/a/X.png would both be written as a/X.png"]
+    assert not (tmp_path / "pred2").exists()
+
+
+def test_evaluate_json_is_strict_and_the_table_has_categories(capsys, weights, data):
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", weights, "--data-root", data, "--device", "cpu", "--json")
+
+    def strict(constant):
+        raise AssertionError(f"not JSON: {constant}")
+    scores = json.loads(out, parse_constant=strict)
+    assert code == 0 and scores["iou_per_class"]["train"] is None  # SynthCity never draws a train
+    assert set(scores) >= {"miou", "pixel_accuracy", "category_miou", "iou_per_category"}
+
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", weights, "--data-root", data, "--device", "cpu")
+    rows = dict(line.rsplit(None, 1) for line in out.splitlines() if line.strip() and not line.startswith("-"))
+    assert code == 0 and rows["train"] == "nan"
+    for category in ("flat", "construction", "object", "nature", "sky", "human", "vehicle"):
+        assert float(rows[category]) == pytest.approx(scores["iou_per_category"][category], abs=5e-4)
+
+
+# The README's hand-off to the official evaluator on SynthCity (keep the two in sync).
+HAND_OFF = ('python -c "from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev; '
+            'ev.args.evalInstLevelScore = False; ev.main()"')
+
+
+def test_the_readme_hand_off_to_cityscapesscripts_gives_our_miou(tmp_path, capsys, weights, data):
+    assert HAND_OFF in (ROOT / "README.md").read_text()
+    assert run(capsys, "predict", "--checkpoint", weights, "--input", data / "leftImg8bit" / "val",
+               "--output", tmp_path / "preds", "--device", "cpu")[0] == 0
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", weights, "--data-root", data, "--device", "cpu", "--json")
+    ours = json.loads(out)
+    env = dict(os.environ, CITYSCAPES_DATASET=str(data), CITYSCAPES_RESULTS=str(tmp_path / "preds" / "labelIds"),
+               CITYSCAPES_EXPORT_DIR=str(tmp_path / "preds"))
+    proc = subprocess.run(HAND_OFF, shell=True, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    official = json.loads((tmp_path / "preds" / "resultPixelLevelSemanticLabeling.json").read_text())
+    assert official["averageScoreClasses"] == pytest.approx(ours["miou"], rel=1e-9)
+    assert official["averageScoreCategories"] == pytest.approx(ours["category_miou"], rel=1e-9)
