@@ -44,7 +44,7 @@ from fastscnn.losses import SegmentationLoss
 from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
 from fastscnn.torch_reference import import_torch, torch_fastscnn
-from fastscnn.train import TrainConfig, param_groups
+from fastscnn.train import TrainConfig, param_groups, resolve
 from kernels.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, cupy_peak_bytes,
                                gpu_name, median_ms, release_cached_memory, synchronizer,
                                torch_peak_bytes)
@@ -103,7 +103,7 @@ def torch_inference(twin, torch, x, device):
 
 def our_train_step(model, x, y, device):
     """``(step, optimizer)``: one training step of our model on images ``x`` and labels ``y``."""
-    cfg = TrainConfig()
+    cfg = resolve(TrainConfig())  # the recipe's values (a TrainConfig field left None means default)
     optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     criterion = SegmentationLoss(cfg.aux_weight)
     data, target = mts.tensor(x, device=device), mts.backend.to_device(y, device)
@@ -119,7 +119,7 @@ def our_train_step(model, x, y, device):
 
 def torch_train_step(twin, torch, x, y, device):
     """The same training step for the torch twin: the same loss, the same SGD parameter groups."""
-    cfg = TrainConfig()
+    cfg = resolve(TrainConfig())  # the recipe's values (a TrainConfig field left None means default)
     depthwise = {id(m.weight) for m in twin.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1}
     groups = [{"params": [p for p in twin.parameters() if id(p) not in depthwise], "weight_decay": cfg.weight_decay},
               {"params": [p for p in twin.parameters() if id(p) in depthwise], "weight_decay": 0.0}]

@@ -1,14 +1,16 @@
 """The ``fastscnn`` command: ``train``, ``evaluate``, ``predict``, ``import-weights``, ``benchmark``.
 
-Exit status: 0 done; 2 a user error (a bad flag, a missing or unreadable file, images
-``predict`` could not read), printed as one line on stderr with no traceback. Any other
-exception is a bug and keeps its traceback.
+Exit status: 0 done; 2 a user error (a bad flag, a missing or unreadable file, a diverged
+run, images ``predict`` could not read), printed as one line on stderr with no traceback;
+128 + the signal number when SIGINT/SIGTERM stopped a training run after saving it.
+Any other exception is a bug and keeps its traceback.
 """
 import argparse
+import dataclasses
 import json
 import sys
 
-from fastscnn.errors import UserError
+from fastscnn.errors import Interrupted, UserError
 from fastscnn.palette import NUM_CLASSES
 
 
@@ -43,24 +45,44 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
+    from fastscnn.train import DEFAULTS
+
     parser = _Parser(prog="fastscnn", description="Fast-SCNN on minitorch-seg.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train (Cityscapes with --data-root, else generated SynthCity)")
+    # Every train flag defaults to None, "not given": --resume must tell a flag the user
+    # gave (checked against the checkpoint) from one left out (taken from the checkpoint).
+    t = sub.add_parser("train", help="train (Cityscapes with --data-root, else generated SynthCity)",
+                       description="Train Fast-SCNN. Unless noted, a default is the paper's recipe.")
     t.add_argument("--data-root", help="Cityscapes folder (leftImg8bit/, gtFine/); default: generate SynthCity")
     t.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
-    t.add_argument("--iters", type=int, help="training iterations")
-    t.add_argument("--epochs", type=int, help="training epochs (instead of --iters)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--crop-size", type=parse_size, help="N or HxW")
-    t.add_argument("--lr", type=float, default=0.045)
-    t.add_argument("--ohem", action="store_true", help="online hard example mining (p < 0.7)")
+    t.add_argument("--iters", type=int, help="training iterations (with --resume: a larger value extends the schedule)")
+    t.add_argument("--epochs", type=int, help="training epochs, instead of --iters (Cityscapes default: 1000)")
+    t.add_argument("--batch-size", type=int, help="images per iteration (Cityscapes default: 12)")
+    t.add_argument("--crop-size", type=parse_size, help="N or HxW training crop (Cityscapes default: 1024)")
+    t.add_argument("--lr", type=float, help=f"base learning rate, poly decay (default {DEFAULTS['lr']})")
+    t.add_argument("--momentum", type=float, help=f"SGD momentum (default {DEFAULTS['momentum']})")
+    t.add_argument("--weight-decay", type=float,
+                   help=f"L2 on all but depthwise weights, BN and biases included (default {DEFAULTS['weight_decay']})")
+    t.add_argument("--aux-weight", type=float, help=f"weight of each auxiliary loss (default {DEFAULTS['aux_weight']})")
+    t.add_argument("--ohem", action="store_true", default=None, help="online hard example mining")
+    t.add_argument("--ohem-thresh", type=float,
+                   help=f"OHEM: pixels with p(true class) <= this are hard (default {DEFAULTS['ohem_thresh']})")
+    t.add_argument("--ohem-min-kept", type=int,
+                   help=f"OHEM: keep at least this many pixels per batch (default {DEFAULTS['ohem_min_kept']})")
+    t.add_argument("--scale-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="random rescaling of training images (default 0.5 2)")
     t.add_argument("--out", default="runs/fastscnn", help="output folder (default: runs/fastscnn)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pkl")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-every", type=int, help="iterations between evaluations")
-    t.add_argument("--log-every", type=int, default=10, help="iterations between loss read-backs")
-    t.add_argument("--workers", type=int, default=2, help="data loading threads")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint.pkl, with its settings")
+    t.add_argument("--load-from", metavar="CHECKPOINT",
+                   help="start a new run from this checkpoint's model weights (fine-tuning)")
+    t.add_argument("--seed", type=int, help=f"data order, augmentation and initialisation (default {DEFAULTS['seed']})")
+    t.add_argument("--eval-every", type=int, help="iterations between val evaluations (Cityscapes default: 1000)")
+    t.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (Cityscapes default: 1000)")
+    t.add_argument("--log-every", type=int,
+                   help=f"iterations between log records, i.e. loss read-backs (default {DEFAULTS['log_every']})")
+    t.add_argument("--workers", type=int, help=f"data loading threads (default {DEFAULTS['workers']})")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a dataset's val split")
@@ -98,14 +120,12 @@ def _device(name):
 
 
 def _train(args):
+    from fastscnn.metrics import strict_json
     from fastscnn.train import TrainConfig, train
-    cfg = TrainConfig(data_root=args.data_root, out=args.out, device=args.device, iters=args.iters,
-                      epochs=args.epochs, batch_size=args.batch_size, crop_size=args.crop_size,
-                      lr=args.lr, ohem=args.ohem, resume=args.resume, seed=args.seed,
-                      eval_every=args.eval_every, log_every=args.log_every, workers=args.workers)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)})
     metrics = train(cfg, progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "iou_per_class"}, indent=1))
-    print(f"wrote {args.out}/metrics.json, curves.png, predictions.png, checkpoint.pkl, log.jsonl")
+    print(json.dumps(strict_json({k: v for k, v in metrics.items() if not k.startswith("iou_per")}), indent=1))
+    print(f"wrote {args.out}/metrics.json, curves.png, predictions.png, checkpoint.pkl, best.pkl, log.jsonl")
     return 0
 
 
@@ -159,6 +179,12 @@ def main(argv=None):
     except UserError as e:
         print(f"fastscnn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"fastscnn {args.command}: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C
+        print(f"fastscnn {args.command}: interrupted at once; the last checkpoint written is kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -49,9 +49,11 @@ def val_images(data):
 
 
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, data, weights):
-    """Item 8, tried as a new user would; nothing is left behind."""
+    """Item 8, tried as a new user would; a failed start leaves no --out behind."""
     garbage = tmp_path / "garbage.pkl"
     garbage.write_bytes(b"not a pickle at all\n" * 50)
+    (tmp_path / "old").mkdir()
+    shutil.copy(garbage, tmp_path / "old" / "checkpoint.pkl")
     images = tmp_path / "images"
     images.mkdir()
     for image in val_images(data):
@@ -60,17 +62,29 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, data, weights):
     truncated.write_bytes(val_images(data)[0].read_bytes()[:300])
     new = tmp_path / "new"
     cases = {
+        "wrong --data-root": (["train", "--data-root", tmp_path / "nowhere", "--out", new],
+                              f"fastscnn train: error: --data-root {tmp_path}/nowhere: no such folder; expected a "
+                              f"Cityscapes folder holding leftImg8bit/ and gtFine/ (leave --data-root out to use "
+                              f"SynthCity)"),
         "wrong --data-root (evaluate)": (["evaluate", "--checkpoint", weights, "--data-root", tmp_path / "nowhere"],
                                          f"fastscnn evaluate: error: Cityscapes root {tmp_path}/nowhere not found: "
                                          f"expected a folder holding leftImg8bit/ and gtFine/"),
+        "--iters 0": (["train", "--iters", "0", "--out", new],
+                      "fastscnn train: error: --iters: expected a positive integer, got 0"),
         "garbage checkpoint (evaluate)": (
             ["evaluate", "--checkpoint", garbage, "--data-root", data],
             f"fastscnn evaluate: error: --checkpoint: {garbage} is not a checkpoint (UnpicklingError: invalid load key"),
+        "garbage checkpoint (--resume)": (
+            ["train", "--out", tmp_path / "old", "--resume"],
+            f"fastscnn train: error: --resume: {tmp_path}/old/checkpoint.pkl is not a checkpoint (UnpicklingError: invalid load key"),
+        "garbage checkpoint (--load-from)": (
+            ["train", "--load-from", garbage, "--data-root", data, "--out", new],
+            f"fastscnn train: error: --load-from: {garbage} is not a checkpoint (UnpicklingError: invalid load key"),
         "a truncated image in predict": (
             ["predict", "--checkpoint", weights, "--input", images, "--output", tmp_path / "pred", "--device", "cpu"],
             f"fastscnn predict: error: {truncated}: cannot read image file ("),
-        "a typo in a flag": (["predict", "--checkpoint", weights, "--input", images, "--output", new, "--devcie", "cpu"],
-                             "fastscnn: error: unrecognized arguments: --devcie cpu (see fastscnn --help)"),
+        "a typo in a flag": (["train", "--itres", "5", "--out", new],
+                             "fastscnn: error: unrecognized arguments: --itres 5 (see fastscnn --help)"),
     }
     for name, (argv, expected) in cases.items():
         code, _, err = run(capsys, *argv)
@@ -78,6 +92,16 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, data, weights):
     assert not new.exists()
     assert sorted(p.name for p in (tmp_path / "pred" / "labelIds").iterdir()) == sorted(
         p.name for p in val_images(data))  # the readable images were still predicted
+
+
+def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fastscnn.cli", "train", "--data-root", str(tmp_path / "nowhere")],
+                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"fastscnn train: error: --data-root {tmp_path}/nowhere: no such folder; "
+                                        f"expected a Cityscapes folder holding leftImg8bit/ and gtFine/ (leave "
+                                        f"--data-root out to use SynthCity)"]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
@@ -88,6 +112,25 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(fastscnn.train, "train", broken)
     with pytest.raises(ValueError, match="a bug"):
         cli.main(["train", "--iters", "1"])
+
+
+def test_train_flags_reach_the_config(monkeypatch):
+    import fastscnn.train
+    seen = {}
+
+    def capture(cfg, progress=True):
+        seen["cfg"], seen["progress"] = cfg, progress
+        raise UserError("stop here")
+    monkeypatch.setattr(fastscnn.train, "train", capture)
+    cli.main(["train", "--weight-decay", "1e-4", "--momentum", "0.8", "--aux-weight", "0.3", "--ohem",
+              "--ohem-thresh", "0.6", "--ohem-min-kept", "500", "--scale-range", "0.75", "1.5",
+              "--checkpoint-every", "7", "--eval-every", "9", "--load-from", "w.pkl", "--no-progress"])
+    cfg = seen["cfg"]
+    assert (cfg.weight_decay, cfg.momentum, cfg.aux_weight, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept,
+            cfg.scale_range, cfg.checkpoint_every, cfg.eval_every, cfg.load_from) == (
+        1e-4, 0.8, 0.3, True, 0.6, 500, [0.75, 1.5], 7, 9, "w.pkl")
+    assert cfg.lr is None and cfg.batch_size is None and cfg.seed is None  # not given: checkpoint or default
+    assert seen["progress"] is False
 
 
 def test_predict_mirrors_subfolders(tmp_path, capsys, weights, data):
