@@ -20,7 +20,8 @@ CELL_TIMEOUT = 600
 
 def test_notebooks_found_and_listed():
     assert [p.name for p in NOTEBOOKS] == ["01_autograd.ipynb", "02_convolution.ipynb",
-                                           "03_batchnorm_upsampling.ipynb", "04_fastscnn.ipynb"]
+                                           "03_batchnorm_upsampling.ipynb", "04_fastscnn.ipynb",
+                                           "05_gpu_threads.ipynb"]
     readme = (ROOT / "examples" / "notebooks" / "README.md").read_text()
     assert all(f"({p.name})" in readme for p in NOTEBOOKS), "every notebook needs its line in the README"
 

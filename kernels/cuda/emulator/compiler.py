@@ -13,7 +13,7 @@ naming the kernel and the block. With ``MTS_CUDA_RACECHECK=1`` every launch runs
 forward and in reverse order, and any difference in the outputs is reported as a race.
 
 The kernels run with ``-O2 -g``: a student can ``printf`` in a kernel, or run Python under gdb
-and ``break im2col<float>`` (the source file gdb shows is the one in the cache folder).
+and ``break im2col<float>``, step through the ``.cu`` source and ``print threadIdx``.
 """
 import ctypes
 import hashlib
@@ -108,8 +108,9 @@ def build(code, name_expressions):
     source.write_text(glue)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".so")
     os.close(fd)
+    # Run from kernels/cuda: the #line marks name the .cu files relative to it, so gdb finds them.
     result = subprocess.run([cxx, *FLAGS, "-I", str(HERE), str(source), "-o", tmp],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, cwd=HERE.parent)
     if result.returncode != 0:
         os.remove(tmp)
         raise KernelError(f"the emulated GPU could not compile the kernels ({source}):\n{result.stderr}")
@@ -196,8 +197,8 @@ class Function:
                 where = tuple(int(k) for k in np.argwhere(differ.any(axis=-1))[0])
                 raise RaceError(
                     f"race check: {self.name} wrote different values to {self.param_names[i]!r} when its "
-                    f"threads and blocks ran in reverse order: element {where} is {f[where]!r} in "
-                    f"order and {a._a[where]!r} in reverse. Some thread reads memory that another "
+                    f"threads and blocks ran in reverse order: element {where} is {f[where].item()!r} in "
+                    f"order and {a._a[where].item()!r} in reverse. Some thread reads memory that another "
                     f"thread writes, with no __syncthreads between them")
 
     def _dims(self, what, dims, limit):
