@@ -87,10 +87,11 @@ VARIANTS = {
 
 def conv_bn_relu(cin, cout, kernel=3, stride=1, padding=None, dilation=1, groups=1, relu=True,
                  bias=False):
-    """conv (no bias unless ``bias``) + BN (+ ReLU): the basic unit of every block."""
+    """conv (no bias unless ``bias``) + BN (+ ReLU, fused into the BN: ``nn.BatchNormReLU2d``):
+    the basic unit of every block."""
     padding = dilation * (kernel // 2) if padding is None else padding
-    layers = [nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=bias), nn.BatchNorm2d(cout)]
-    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=bias),
+                         nn.BatchNormReLU2d(cout) if relu else nn.BatchNorm2d(cout))
 
 
 class DSConv(nn.Sequential):

@@ -4,7 +4,8 @@
 child and name by name, so every parameter and buffer has the same dotted name on both sides
 (PyTorch's BatchNorm adds a ``num_batches_tracked`` counter, which we do not keep). It then
 copies our parameters and batch-norm running statistics into it. Layers map one to one
-(``Conv2d``, ``BatchNorm2d``, ``ReLU``, ``Dropout``, ``Sequential``, ``ModuleList``); the
+(``Conv2d``, ``BatchNorm2d``, ``BatchNormReLU2d``, ``ReLU``, ``Dropout``, ``Sequential``,
+``ModuleList``); the
 blocks with their own ``forward`` (bottleneck, pyramid pooling, feature fusion, the heads,
 the network) get a torch twin written line for line after the one in ``fastscnn.model``.
 
@@ -39,6 +40,10 @@ def _twins():
 
     def upsample(x, size):
         return TF.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+    class BatchNormReLU(tnn.BatchNorm2d):
+        def forward(self, x):
+            return TF.relu(super().forward(x))
 
     class Bottleneck(tnn.Module):
         def __init__(self, block, residual):
@@ -95,7 +100,7 @@ def _twins():
                 return logits
             return (logits, upsample(self.aux_ltd(high), size), upsample(self.aux_gfe(low), size))
 
-    return types.SimpleNamespace(torch=torch, Bottleneck=Bottleneck, PyramidPooling=PyramidPooling,
+    return types.SimpleNamespace(torch=torch, BatchNormReLU=BatchNormReLU, Bottleneck=Bottleneck, PyramidPooling=PyramidPooling,
                                  FeatureFusion=FeatureFusion, Head=Head, FastSCNN=FastSCNN)
 
 
@@ -107,6 +112,8 @@ def _mirror(module):
         out, cin_per_group, kh, kw = module.weight.shape
         return tnn.Conv2d(cin_per_group * module.groups, out, (kh, kw), module.stride, module.padding,
                           module.dilation, module.groups, bias=module.bias is not None)
+    if isinstance(module, nn.BatchNormReLU2d):
+        return T.BatchNormReLU(module.weight.shape[0], module.eps, module.momentum)
     if isinstance(module, nn.BatchNorm2d):
         return tnn.BatchNorm2d(module.weight.shape[0], module.eps, module.momentum)
     if isinstance(module, nn.ReLU):

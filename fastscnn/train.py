@@ -399,6 +399,7 @@ def train(cfg, progress=True):
 
     xp = mts.backend.xp_for(cfg.device)
     first_bad = xp.zeros((), dtype=np.int64)  # on the device; see train_step
+    loss = xp.zeros((), dtype=np.float32)
     saved_at = start if state is not None else None
     best = max((r["miou"] for r in history if r.get("miou") is not None), default=None)
     t0 = time.perf_counter()
@@ -418,9 +419,13 @@ def train(cfg, progress=True):
         return DivergedError(f"training diverged: {what}; {kept}; try a lower --lr than {cfg.lr:g}")
 
     def check_loss():
-        at = int(first_bad)  # a read-back: only at log time and before saving
+        """Read the loss and the first non-finite iteration back, in one read from the device
+        (made only at log time and before saving); raise if the loss went non-finite."""
+        xp = mts.backend.xp_of(first_bad)
+        value, at = mts.backend.to_host(xp.stack([loss.astype(np.float64), first_bad.astype(np.float64)]))
         if at:
-            raise diverged(f"the loss was not finite at iteration {at}")
+            raise diverged(f"the loss was not finite at iteration {int(at)}")
+        return float(value)
 
     def save(it):
         """Write the checkpoint of iteration ``it``, only if everything in it is finite."""
@@ -488,8 +493,7 @@ def train(cfg, progress=True):
             window_n += len(x)
             bar.update(1)
             if it % cfg.log_every == 0 or it == max_iters:
-                check_loss()
-                value = float(loss)
+                value = check_loss()
                 speed = window_n / (time.perf_counter() - window_t)
                 window_t, window_n = time.perf_counter(), 0
                 record({"iter": it, "epoch": epoch, "loss": value, "lr": lr, "images_per_s": speed,

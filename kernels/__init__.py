@@ -4,9 +4,11 @@
 CuPy arrays (or the emulated GPU's: ``kernels.device`` decides which). Code above this package never picks a backend by a flag: it asks
 :func:`backend_for` with the array it holds and calls the function of the same name there.
 
-Every function takes C-contiguous float32 or float64 arrays (targets: int64), allocates
-and returns its outputs, and never modifies its inputs. Geometry arguments are tuples
-of two Python ints ``(h, w)``. The launcher of each function validates; the kernels trust.
+Every function takes C-contiguous float32 or float64 arrays (targets: uint8 or int64),
+allocates and returns its outputs, and never modifies its inputs, except the running
+statistics of ``batchnorm_forward_train`` and the parameters and momentum buffers of
+``sgd_step``, which they update in place. Geometry arguments are tuples of two
+Python ints ``(h, w)``. The launcher of each function validates; the kernels trust.
 
 The shared API (both backends)::
 
@@ -16,10 +18,11 @@ The shared API (both backends)::
     depthwise_forward(x, w, stride, padding, dilation) -> y                # w: (C, 1, KH, KW)
     depthwise_backward_input(gy, w, x_shape, stride, padding, dilation) -> gx
     depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation) -> gw
-    batchnorm_forward_train(x, weight, bias, eps) -> (y, mean, invstd)    # biased batch stats
-    batchnorm_forward_eval(x, mean, var, weight, bias, eps) -> y
-    batchnorm_backward_train(gy, x, mean, invstd, weight) -> (gx, gweight, gbias)
-    batchnorm_backward_eval(gy, x, mean, var, weight, eps) -> (gx, gweight, gbias)
+    batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum, relu)
+        -> (y, mean, invstd)                   # biased batch stats; running stats in place
+    batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu) -> y    # relu: BN + ReLU fused
+    batchnorm_backward_train(gy, x, mean, invstd, weight, y) -> (gx, gweight, gbias)  # y: ReLU's
+    batchnorm_backward_eval(gy, x, mean, var, weight, eps, y) -> (gx, gweight, gbias)
     avg_pool2d_forward(x, kernel_size, stride, padding) -> y              # count_include_pad
     avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding) -> gx
     adaptive_avg_pool2d_forward(x, output_size) -> y
@@ -29,6 +32,7 @@ The shared API (both backends)::
     cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, lse)
     cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse) -> glogits
     dropout_mask(shape, dtype, p, seed, offset) -> mask                  # counter-based random
+    sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov) -> None  # in place
 """
 from . import cpu, device
 

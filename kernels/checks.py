@@ -110,15 +110,26 @@ def check_cross_entropy_args(logits, target, weight, ignore_index):
     scans those where they live)."""
     check_float("logits", logits, ndim=4)
     N, C, H, W = logits.shape
-    if target.dtype != np.int64:
-        raise TypeError(f"target: expected int64, got {target.dtype}")
+    if target.dtype not in (np.uint8, np.int64):
+        raise TypeError(f"target: expected uint8 or int64 class indices, got {target.dtype}")
     check_shape("target", target, (N, H, W))
     if not target.flags.c_contiguous:
         raise ValueError("target: expected a C-contiguous array")
-    check_float("weight", weight, ndim=1, dtype=logits.dtype)
-    check_shape("weight", weight, (C,))
+    if weight is not None:
+        check_float("weight", weight, ndim=1, dtype=logits.dtype)
+        check_shape("weight", weight, (C,))
     if int(ignore_index) != ignore_index:
         raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
+
+
+def check_loss_gradient(gloss, logits, lse):
+    """Check the cross-entropy backward's ``gloss`` ((N, H, W) or 0-d) and ``lse`` ((N, H, W))."""
+    N, C, H, W = logits.shape
+    check_float("lse", lse, ndim=3, dtype=logits.dtype)
+    check_shape("lse", lse, (N, H, W))
+    check_float("gloss", gloss, dtype=logits.dtype)
+    if gloss.ndim != 0:
+        check_shape("gloss", gloss, (N, H, W))
 
 
 def bad_target_message(value, classes, ignore_index):
@@ -137,3 +148,26 @@ def check_dropout_args(shape, dtype, p):
     if not 0.0 <= p < 1.0:
         raise ValueError(f"p: expected 0 <= p < 1, got {p}")
     return tuple(int(s) for s in shape), dtype
+
+
+def check_sgd_args(params, grads, buffers, momentum):
+    """Check the lists of an SGD step: same lengths, shapes and one float dtype; return the dtype."""
+    params, grads, buffers = list(params), list(grads), list(buffers)
+    if not params:
+        raise ValueError("params: expected at least one array")
+    dtype = params[0].dtype
+    lists = [("params", params), ("grads", grads)] + ([("buffers", buffers)] if momentum else [])
+    for name, arrays in lists:
+        if len(arrays) != len(params):
+            raise ValueError(f"{name}: expected {len(params)} arrays (one per parameter), got {len(arrays)}")
+        for k, (a, p) in enumerate(zip(arrays, params)):
+            check_float(f"{name}[{k}]", a, dtype=dtype)
+            check_shape(f"{name}[{k}]", a, p.shape)
+    return dtype
+
+
+def check_batchnorm_relu_output(y, x):
+    """Check ``y`` (the output of a batch norm + ReLU, or None) is shaped like its input ``x``."""
+    if y is not None:
+        check_float("y", y, ndim=4, dtype=x.dtype)
+        check_shape("y", y, x.shape)

@@ -11,6 +11,7 @@ and never imports CuPy itself.
 reads and the peak bytes of live device arrays.
 """
 import os
+import sys
 
 _mode = None          # "gpu" or "emulate", once decided
 _requested = False
@@ -77,6 +78,19 @@ def gpu_present():
 def available():
     """True when device ``"cuda"`` can be used: the emulator, or CuPy with a visible GPU."""
     return is_emulated() or gpu_present()
+
+
+def to_host(array):
+    """A NumPy copy of the device array ``array``; then raise any error a kernel has recorded.
+
+    The one door for reads from the device: it waits for the GPU, so it is also where the
+    errors that kernels recorded since the last read (a bad class index in a target, say)
+    are raised, as a GPU reports a device-side assert at the next synchronization.
+    """
+    host = array.get()
+    if "kernels.cuda._module" in sys.modules:
+        sys.modules["kernels.cuda._module"].run_deferred()
+    return host
 
 
 def synchronize():

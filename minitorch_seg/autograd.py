@@ -115,16 +115,56 @@ def _topological_order(root):
     return order[::-1]
 
 
+def _bytes_of(array):
+    """``(allocation, first byte, end byte)`` of the memory ``array`` spans."""
+    allocation, start = backend.allocation_of(array)
+    low = high = start
+    for n, stride in zip(array.shape, array.strides):
+        low, high = low + min(0, (n - 1) * stride), high + max(0, (n - 1) * stride)
+    return allocation, low, high + array.itemsize
+
+
+class _HandedOut:
+    """The memory of the gradients given to leaves so far, to give none of it out twice."""
+
+    def __init__(self):
+        self.spans = {}
+
+    def overlaps(self, array):
+        allocation, low, high = _bytes_of(array)
+        return any(lo < high and low < hi for lo, hi in self.spans.get(allocation, ()))
+
+    def add(self, array):
+        allocation, low, high = _bytes_of(array)
+        self.spans.setdefault(allocation, []).append((low, high))
+
+
 def backward(root, grad):
-    """Backpropagate ``grad`` (an array shaped like ``root``) to every leaf that requires grad."""
+    """Backpropagate ``grad`` (an array shaped like ``root``) to every leaf that requires grad.
+
+    Memory is given back as the pass goes: each node drops its saved arrays and its inputs
+    once its backward has run, and the pass drops each tensor once it is done with it, so
+    an activation lives only until the gradient has gone past it. Each leaf gets a gradient
+    array of its own: one that another leaf already holds, or the caller's ``grad``, is copied.
+    """
     grads = {id(root): grad}
-    for t in _topological_order(root):
+    handed_out = _HandedOut()
+    handed_out.add(grad)
+    order = _topological_order(root)
+    for i, t in enumerate(order):
+        order[i] = None
         g = grads.pop(id(t), None)
         if g is None:
             continue
         node = t._node
         if node is None:
-            t.grad = _tensor.Tensor(g if t.grad is None else t.grad.data + g)
+            if t.grad is not None:
+                t.grad = _tensor.Tensor(t.grad.data + g)
+                continue
+            if handed_out.overlaps(g):  # e.g. (a + b).backward(g) hands g to both
+                g = g.copy()
+            handed_out.add(g)
+            t.grad = _tensor.Tensor(g)
             continue
         if node.ctx is None:
             raise RuntimeError("backward: this graph was already released by an earlier backward; "
@@ -132,12 +172,13 @@ def backward(root, grad):
         in_grads = node.fn.backward(node.ctx, g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
-        node.ctx = None
-        for inp, ig in zip(node.inputs, in_grads):
+        inputs, node.ctx, node.inputs = node.inputs, None, ()
+        for inp, ig in zip(inputs, in_grads):
             if ig is None or not (isinstance(inp, _tensor.Tensor) and inp.requires_grad):
                 continue
             key = id(inp)
             grads[key] = ig if key not in grads else grads[key] + ig
+        del inputs, in_grads, g
 
 
 from . import tensor as _tensor  # noqa: E402  (tensor.py imports this module first)

@@ -42,6 +42,28 @@ def check_device(device):
     return name
 
 
+def allocation_of(array):
+    """``(id of the allocation holding array's memory, address of its first element)``: arrays
+    of different allocations never share memory."""
+    if is_cuda_array(array):
+        return id(array.data.mem), array.data.ptr
+    if isinstance(array, np.generic):  # a NumPy scalar (what a full reduction returns) owns itself
+        return id(array), 0
+    owner = array
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    return id(owner), array.ctypes.data
+
+
+def to_host(array):
+    """``array`` as a NumPy array: itself on the CPU, a copy from the device on ``"cuda"``.
+
+    Every read from the device goes through here (``Tensor.numpy``, ``item``, ``to("cpu")``):
+    it makes the host wait for the GPU, and raises the errors kernels recorded meanwhile.
+    """
+    return _cuda.to_host(array) if is_cuda_array(array) else array
+
+
 def to_device(array, device):
     """Return ``array`` on ``device``, copying only when it lives elsewhere."""
     device = check_device(device)
@@ -49,4 +71,4 @@ def to_device(array, device):
         return array
     if device == "cuda":
         return _cuda.array_module().asarray(array)
-    return array.get()
+    return to_host(array)

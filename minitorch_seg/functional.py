@@ -123,39 +123,34 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 # --- batch norm -----------------------------------------------------------------------------
 class BatchNorm(Function):
-    """Batch norm over (N, H, W) per channel; in training it also updates the running stats."""
+    """Batch norm over (N, H, W) per channel (then a ReLU, when ``relu``: one fused op); in
+    training it also updates the running stats."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
         K, xp = _kernels(x), backend.xp_of(x)
         c = x.shape[1]
         weight = xp.ones(c, x.dtype) if weight is None else weight
         bias = xp.zeros(c, x.dtype) if bias is None else bias
         ctx.training, ctx.eps = training, eps
         if training:
-            y, mean, invstd = K.batchnorm_forward_train(x, weight, bias, eps)
-            if running_mean is not None:
-                n = x.size // c
-                var = invstd ** -2 - x.dtype.type(eps)
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean
-                running_var *= 1 - momentum
-                running_var += momentum * var * (n / max(n - 1, 1))
-            ctx.save_for_backward(x, weight, mean, invstd)
+            y, a, b = K.batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum,
+                                                relu)
         else:
-            y = K.batchnorm_forward_eval(x, running_mean, running_var, weight, bias, eps)
-            ctx.save_for_backward(x, weight, running_mean.copy(), running_var.copy())
+            y = K.batchnorm_forward_eval(x, running_mean, running_var, weight, bias, eps, relu)
+            a, b = running_mean.copy(), running_var.copy()
+        ctx.save_for_backward(x, weight, a, b, y if relu else None)
         return y
 
     @staticmethod
     def backward(ctx, gy):
         K = _kernels(gy)
-        x, weight, a, b = ctx.saved_tensors
+        x, weight, a, b, y = ctx.saved_tensors
         if ctx.training:
-            gx, gw, gb = K.batchnorm_backward_train(gy, x, a, b, weight)
+            gx, gw, gb = K.batchnorm_backward_train(gy, x, a, b, weight, y)
         else:
-            gx, gw, gb = K.batchnorm_backward_eval(gy, x, a, b, weight, ctx.eps)
-        return gx, gw, gb, None, None, None, None, None
+            gx, gw, gb = K.batchnorm_backward_eval(gy, x, a, b, weight, ctx.eps, y)
+        return gx, gw, gb, None, None, None, None, None, None
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -165,7 +160,20 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     In training the batch statistics normalize and the running stats (when given) move by
     ``momentum`` toward them, the variance unbiased; in eval the running stats normalize.
     """
-    op = "batch_norm"
+    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training,
+                       momentum, eps, relu=False)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False,
+                    momentum=0.1, eps=1e-5):
+    """``relu(batch_norm(...))`` as one op (not in PyTorch): the same numbers in fewer kernel
+    launches, the ReLU applied where batch norm writes its output and its backward where
+    batch norm reads the gradient."""
+    return _batch_norm("batch_norm_relu", input, running_mean, running_var, weight, bias, training,
+                       momentum, eps, relu=True)
+
+
+def _batch_norm(op, input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     _check_input(op, "input", input, 4, "(N, C, H, W)")
     c = input.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
@@ -179,7 +187,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                          f"got shape {input.shape}")
     rm = None if running_mean is None else running_mean.data
     rv = None if running_var is None else running_var.data
-    return BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum), float(eps))
+    return BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum), float(eps), relu)
 
 
 # --- activations, dropout -------------------------------------------------------------------
@@ -395,8 +403,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, reduction):
-        K, xp = _kernels(logits), backend.xp_of(logits)
-        loss, lse = K.cross_entropy_forward(logits, target, weight, ignore_index)
+        loss, lse = _kernels(logits).cross_entropy_forward(logits, target, weight, ignore_index)
         ctx.save_for_backward(logits, target, weight, lse)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
         if reduction == "none":
@@ -404,17 +411,18 @@ class CrossEntropy(Function):
         if reduction == "sum":
             return loss.sum()
         valid = target != ignore_index
-        ctx.denominator = (weight[xp.where(valid, target, 0)] * valid).sum()
+        if weight is not None:
+            valid = weight[backend.xp_of(target).where(valid, target, 0)] * valid
+        ctx.denominator = valid.sum().astype(logits.dtype)  # the summed weight of counted pixels
         return loss.sum() / ctx.denominator
 
     @staticmethod
     def backward(ctx, g):
         logits, target, weight, lse = ctx.saved_tensors
-        xp = backend.xp_of(g)
         if ctx.reduction == "mean":
             g = g / ctx.denominator
-        gloss = xp.ascontiguousarray(xp.broadcast_to(g, target.shape))
-        glogits = _kernels(g).cross_entropy_backward(gloss, logits, target, weight, ctx.ignore_index, lse)
+        # A reduced loss hands every pixel the same gradient: the kernel reads that one value.
+        glogits = _kernels(g).cross_entropy_backward(g, logits, target, weight, ctx.ignore_index, lse)
         return glogits, None, None, None, None
 
 
@@ -443,12 +451,12 @@ def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"
     if tuple(t.shape) != expected:
         raise ValueError(f"{op}: target: expected shape {expected} for input {input.shape}, got {tuple(t.shape)}")
     xp = backend.xp_of(input.data)
-    if weight is None:
-        w = xp.ones(c, dtype=input.dtype)
-    else:
+    if weight is not None:
         _check_like(op, "weight", weight, input, (c,))
-        w = weight.data
+    w = None if weight is None else weight.data
     logits = input if input.ndim == 4 else input.reshape(n, c, 1, 1)
-    t4 = xp.ascontiguousarray(t.astype(np.int64, copy=False)).reshape((n,) + logits.shape[2:])
+    if t.dtype not in (np.uint8, np.int64):  # the kernels read uint8 labels or int64 indices
+        t = t.astype(np.int64)
+    t4 = xp.ascontiguousarray(t).reshape((n,) + logits.shape[2:])
     out = CrossEntropy.apply(logits, t4, w, int(ignore_index), reduction)
     return out.reshape(expected) if reduction == "none" else out

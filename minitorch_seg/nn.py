@@ -208,6 +208,15 @@ class BatchNorm2d(Module):
                             self.training, self.momentum, self.eps)
 
 
+class BatchNormReLU2d(BatchNorm2d):
+    """``BatchNorm2d`` followed by a ReLU, as one op (:func:`~minitorch_seg.functional.batch_norm_relu`);
+    the same parameters and buffers as a ``BatchNorm2d``."""
+
+    def forward(self, x):
+        return F.batch_norm_relu(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                 self.training, self.momentum, self.eps)
+
+
 class ReLU(Module):
     """max(x, 0)."""
 
@@ -273,7 +282,7 @@ def _to_host(obj):
     if isinstance(obj, Tensor):
         return obj.numpy().copy()
     if backend.is_cuda_array(obj):
-        return obj.get()
+        return backend.to_host(obj)
     if isinstance(obj, dict):
         return type(obj)((k, _to_host(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):

@@ -6,7 +6,12 @@ The update is PyTorch's (``torch.optim.SGD`` with dampening 0), for each paramet
     buf = g                      (first step)      buf = momentum * buf + g   (later steps)
     g = g + momentum * buf       (nesterov)        g = buf                    (otherwise)
     p = p - lr * g
+
+It runs as one kernel call per parameter group (``kernels.*.sgd_step``) that updates all of
+the group's parameters, with buffers that start at 0 (so the first step gives buf = g).
 """
+import kernels
+
 from . import backend
 
 
@@ -50,23 +55,25 @@ class SGD:
             p.grad = None
 
     def step(self):
-        """Update every parameter that has a gradient, in place."""
-        for i, group, p in self._indexed():
-            if p.grad is None:
+        """Update every parameter that has a gradient, in place: one kernel call per group."""
+        for group in self.param_groups:
+            chosen = [(i, p) for i, p in self._group_params(group) if p.grad is not None]
+            if not chosen:
                 continue
-            g = p.grad.data
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p.data
-            m = group["momentum"]
-            if m:
-                buf = self.momentum_buffers.get(i)
-                if buf is None:
-                    buf = self.momentum_buffers[i] = g.copy()
-                else:
-                    buf *= m
-                    buf += g
-                g = g + m * buf if group["nesterov"] else buf
-            p.data -= group["lr"] * g
+            params = [p.data for _, p in chosen]
+            buffers = []
+            if group["momentum"]:
+                for i, p in chosen:
+                    if i not in self.momentum_buffers:  # 0 before the first step: then b = g
+                        self.momentum_buffers[i] = backend.xp_of(p.data).zeros_like(p.data)
+                    buffers.append(self.momentum_buffers[i])
+            kernels.backend_for(params[0]).sgd_step(
+                params, [p.grad.data for _, p in chosen], buffers, group["lr"], group["momentum"],
+                group["weight_decay"], group["nesterov"])
+
+    def _group_params(self, group):
+        """(index over all groups, parameter) for the parameters of ``group``."""
+        return [(i, p) for i, g, p in self._indexed() if g is group]
 
     def state_dict(self):
         """The momentum buffers (by parameter index) and each group's hyper-parameters."""

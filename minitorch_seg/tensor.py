@@ -68,7 +68,7 @@ class Tensor:
     # --- leaving the graph ------------------------------------------------------------
     def numpy(self):
         """The values as a NumPy array on the host (a copy when on the GPU)."""
-        return self.data.get() if self.device == "cuda" else self.data
+        return backend.to_host(self.data)
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
@@ -354,8 +354,7 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu"):
     device = backend.check_device(device)
     if isinstance(data, Tensor):
         data = data.data
-    if backend.is_cuda_array(data):
-        data = data.get()
+    data = backend.to_host(data) if backend.is_cuda_array(data) else data
     arr = np.array(data, dtype=dtype, copy=True, order="C")
     if dtype is None and not isinstance(data, np.ndarray) and arr.dtype == np.float64:
         arr = arr.astype(_DEFAULT_FLOAT)

@@ -1,4 +1,6 @@
 """The engine: Tensor arithmetic, broadcasting, the graph, fan-out, no_grad, release."""
+import weakref
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,32 @@ def test_graph_is_released_after_backward():
     y.backward()
     with pytest.raises(RuntimeError, match="already released"):
         y.backward()
+
+
+def test_activations_die_as_backward_passes_them():
+    x = mts.tensor(np.random.default_rng(0).standard_normal((1, 2, 6, 6)), requires_grad=True)
+    w = mts.tensor(np.random.default_rng(1).standard_normal((3, 2, 3, 3)), requires_grad=True)
+    loss = mts.functional.relu(mts.functional.conv2d(x, w, padding=1)).sum()
+    relu = loss._node.inputs[0]
+    conv_out, saved = weakref.ref(relu._node.inputs[0]), weakref.ref(relu._node.ctx.saved_tensors[0])
+    del relu
+    assert conv_out() is not None and saved() is not None
+    loss.backward()
+    assert conv_out() is None and saved() is None  # freed during backward; `loss` is still here
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape
+
+
+def test_leaf_gradients_are_never_aliased():
+    a, b = mts.tensor([1.0, 2.0], requires_grad=True), mts.tensor([3.0, 4.0], requires_grad=True)
+    g = np.ones(2, np.float32)
+    (a + b).backward(g)
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    assert not np.shares_memory(a.grad.data, g) and not np.shares_memory(b.grad.data, g)
+    c, d = mts.tensor([[1.0, 2.0]], requires_grad=True), mts.tensor([[5.0, 6.0]], requires_grad=True)
+    (c.reshape(2) - d.reshape(2)).backward(g)  # views of the same gradient
+    assert not np.shares_memory(c.grad.data, d.grad.data)
+    a.grad.data += 1  # a user's in-place change to one gradient touches no other
+    assert b.grad.numpy().tolist() == [1.0, 1.0] and g.tolist() == [1.0, 1.0]
 
 
 def test_no_grad_records_nothing_and_detach_cuts():

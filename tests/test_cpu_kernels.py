@@ -51,8 +51,8 @@ def test_batchnorm_train_matches_torch(dtype):
     weight, bias = randn(rng, 3, dtype), randn(rng, 3, dtype)
     gy = randn(rng, x.shape, dtype)
 
-    y, mean, invstd = batchnorm_forward_train(x, weight, bias, EPS)
-    gx, gweight, gbias = batchnorm_backward_train(gy, x, mean, invstd, weight)
+    y, mean, invstd = batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
+    gx, gweight, gbias = batchnorm_backward_train(gy, x, mean, invstd, weight, None)
 
     ref_y, (ref_gx, ref_gw, ref_gb) = torch_forward_backward(
         lambda x_, w_, b_: F.batch_norm(x_, None, None, w_, b_, training=True, eps=EPS),
@@ -71,7 +71,7 @@ def test_batchnorm_float32_statistics_survive_a_large_mean():
     rng = np.random.default_rng(1)
     x = randn(rng, (2, 2, 64, 64), np.float32, scale=0.1, shift=1000.0)
     ones = np.ones(2, np.float32)
-    _, mean, invstd = batchnorm_forward_train(x, ones, ones, EPS)
+    _, mean, invstd = batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + EPS), rtol=1e-5)
@@ -85,8 +85,8 @@ def test_batchnorm_eval_matches_torch(dtype):
     weight, bias = randn(rng, 3, dtype), randn(rng, 3, dtype)
     gy = randn(rng, x.shape, dtype)
 
-    y = batchnorm_forward_eval(x, mean, var, weight, bias, EPS)
-    gx, gweight, gbias = batchnorm_backward_eval(gy, x, mean, var, weight, EPS)
+    y = batchnorm_forward_eval(x, mean, var, weight, bias, EPS, False)
+    gx, gweight, gbias = batchnorm_backward_eval(gy, x, mean, var, weight, EPS, None)
 
     ref_y, (ref_gx, ref_gw, ref_gb) = torch_forward_backward(
         lambda x_, w_, b_: F.batch_norm(x_, torch.tensor(mean), torch.tensor(var), w_, b_,
@@ -202,6 +202,12 @@ def test_cross_entropy_matches_torch(dtype, ignore_index, logit_scale):
     close(lse[kept], torch.logsumexp(torch.tensor(logits), dim=1)[kept], dtype)
     close(glogits, ref_g, dtype)
     assert not glogits.transpose(0, 2, 3, 1)[~kept].any()
+    # No weight is weight 1; a 0-d gloss is that gradient at every pixel.
+    np.testing.assert_array_equal(cross_entropy_forward(logits, target, None, ignore_index)[0],
+                                  cross_entropy_forward(logits, target, np.ones(C, dtype), ignore_index)[0])
+    np.testing.assert_array_equal(
+        cross_entropy_backward(np.asarray(0.3, dtype), logits, target, weight, ignore_index, lse),
+        cross_entropy_backward(np.full((N, H, W), 0.3, dtype), logits, target, weight, ignore_index, lse))
 
 
 # ---------------------------------------------------------------------------- validation
@@ -223,15 +229,15 @@ def _target_with(value):
 
 
 @pytest.mark.parametrize("call, error, match", [
-    (lambda: batchnorm_forward_train(X.astype(np.int32), VEC, VEC, EPS), TypeError,
+    (lambda: batchnorm_forward_train(X.astype(np.int32), VEC, VEC, EPS, None, None, 0.1, False), TypeError,
      r"x: expected float32 or float64, got int32"),
-    (lambda: batchnorm_forward_train(X, _f32(4), VEC, EPS), ValueError,
+    (lambda: batchnorm_forward_train(X, _f32(4), VEC, EPS, None, None, 0.1, False), ValueError,
      r"weight: expected shape \(3,\), got \(4,\)"),
-    (lambda: batchnorm_forward_eval(X, VEC, VEC.astype(np.float64), VEC, VEC, EPS), TypeError,
+    (lambda: batchnorm_forward_eval(X, VEC, VEC.astype(np.float64), VEC, VEC, EPS, False), TypeError,
      r"var: expected dtype float32"),
-    (lambda: batchnorm_backward_train(_f32(2, 3, 5, 6), X, VEC, VEC, VEC), ValueError,
+    (lambda: batchnorm_backward_train(_f32(2, 3, 5, 6), X, VEC, VEC, VEC, None), ValueError,
      r"gy: expected shape \(2, 3, 5, 7\), got \(2, 3, 5, 6\)"),
-    (lambda: batchnorm_forward_train(X[:, :, :, ::2], VEC, VEC, EPS), ValueError,
+    (lambda: batchnorm_forward_train(X[:, :, :, ::2], VEC, VEC, EPS, None, None, 0.1, False), ValueError,
      r"x: expected a C-contiguous array"),
     (lambda: avg_pool2d_forward(_f32(3, 5, 7), (2, 2), (2, 2), (0, 0)), ValueError,
      r"x: expected 4 dimensions, got shape \(3, 5, 7\)"),
@@ -254,7 +260,7 @@ def _target_with(value):
     (lambda: cross_entropy_backward(_f32(2, 3, 4), LOGITS, _target_with(9), _f32(5), 255,
                                     _f32(2, 3, 4)), ValueError, r"target: value 9"),
     (lambda: cross_entropy_forward(LOGITS, TARGET.astype(np.int32), _f32(5), 255), TypeError,
-     r"target: expected int64, got int32"),
+     r"target: expected uint8 or int64 class indices, got int32"),
     (lambda: cross_entropy_forward(LOGITS, TARGET[:, :2], _f32(5), 255), ValueError,
      r"target: expected shape \(2, 3, 4\), got \(2, 2, 4\)"),
     (lambda: cross_entropy_forward(LOGITS, TARGET, _f32(4), 255), ValueError,

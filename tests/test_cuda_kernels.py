@@ -116,18 +116,40 @@ def test_batchnorm(dtype, shape):
     x = randn(shape, dtype, seed=1, scale=2.0, shift=3.0)
     weight, bias, gy = randn(C, dtype, seed=2), randn(C, dtype, seed=3), randn(shape, dtype, seed=4)
     mean, var = randn(C, dtype, seed=5), np.random.default_rng(6).uniform(0.5, 2.0, C).astype(dtype)
-    check("batchnorm_forward_train", x, weight, bias, EPS)
-    _, batch_mean, invstd = cpu.batchnorm_forward_train(x, weight, bias, EPS)
-    check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight)
-    check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS)
-    check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS)
+    check("batchnorm_forward_train", x, weight, bias, EPS, None, None, 0.1, False)
+    running = [mean.copy(), var.copy()]
+    on_device = [cupy.asarray(r) for r in running]
+    cpu.batchnorm_forward_train(x, weight, bias, EPS, *running, 0.1, False)
+    cuda.batchnorm_forward_train(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), EPS, *on_device, 0.1, False)
+    for want, got in zip(running, on_device):  # updated in place, the same way
+        np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=RTOL[dtype])
+    _, batch_mean, invstd = cpu.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
+    check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight, None)
+    check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS, False)
+    check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS, None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_relu(dtype):
+    shape = (3, 2, 50, 61)  # 3 chunks per channel
+    C = shape[1]
+    x = randn(shape, dtype, seed=1, scale=2.0, shift=0.5)
+    weight, bias, gy = randn(C, dtype, seed=2), randn(C, dtype, seed=3), randn(shape, dtype, seed=4)
+    mean, var = randn(C, dtype, seed=5), np.random.default_rng(6).uniform(0.5, 2.0, C).astype(dtype)
+    check("batchnorm_forward_train", x, weight, bias, EPS, None, None, 0.1, True)
+    y, batch_mean, invstd = cpu.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, True)
+    assert (y == 0).mean() > 0.2 and y.min() == 0  # the ReLU did clip
+    check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight, y)
+    y_eval = cpu.batchnorm_forward_eval(x, mean, var, weight, bias, EPS, True)
+    check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS, True)
+    check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS, y_eval)
 
 
 def test_batchnorm_float32_statistics_survive_a_large_mean():
     # E[x^2] - E[x]^2 or a float32 running sum would lose most digits of this variance.
     x = randn((2, 2, 64, 64), np.float32, scale=0.1, shift=1000.0)
     ones = cupy.ones(2, np.float32)
-    _, mean, invstd = cuda.batchnorm_forward_train(cupy.asarray(x), ones, ones, EPS)
+    _, mean, invstd = cuda.batchnorm_forward_train(cupy.asarray(x), ones, ones, EPS, None, None, 0.1, False)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(cupy.asnumpy(mean), x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(cupy.asnumpy(invstd), 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + EPS),
@@ -140,8 +162,8 @@ def test_reductions_are_deterministic():
     w = cupy.asarray(randn((4, 1, 3, 3), np.float32, seed=3))
     ones = cupy.ones(4, np.float32)
     runs = [(cuda.depthwise_backward_weight(gy, x, w.shape, (1, 1), (1, 1), (1, 1)),
-             *cuda.batchnorm_forward_train(x, ones, ones, EPS)[1:],
-             *cuda.batchnorm_backward_train(gy, x, ones, ones, ones)[1:]) for _ in range(2)]
+             *cuda.batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)[1:],
+             *cuda.batchnorm_backward_train(gy, x, ones, ones, ones, None)[1:]) for _ in range(2)]
     for a, b in zip(*runs):
         assert cupy.array_equal(a, b)
 
@@ -204,20 +226,22 @@ def test_bilinear(dtype, align_corners, in_hw, size, scale_factor):
 # ----------------------------------------------------------------------------- cross-entropy
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("ignore_index", [255, -100, 2])  # 2: a real class, ignored
+@pytest.mark.parametrize("ignore_index, labels", [(255, np.int64), (-100, np.int64), (2, np.int64),  # 2: a class
+                                                  (255, np.uint8)])                # uint8: loader labels
 @pytest.mark.parametrize("logit_scale", [1.0, 60.0])  # 60: exp overflows without the max shift
-def test_cross_entropy(dtype, ignore_index, logit_scale):
+def test_cross_entropy(dtype, ignore_index, labels, logit_scale):
     rng = np.random.default_rng(0)
     N, C, H, W = 2, 5, 3, 7
     logits = randn((N, C, H, W), dtype, scale=logit_scale)
-    target = rng.integers(0, C, (N, H, W))
+    target = rng.integers(0, C, (N, H, W)).astype(labels)
     target[rng.random((N, H, W)) < 0.25] = ignore_index
     assert (target == ignore_index).any() and (target != ignore_index).any()
-    weight = rng.uniform(0.5, 2.0, C).astype(dtype)
-    _, lse = cpu.cross_entropy_forward(logits, target, weight, ignore_index)
-    check("cross_entropy_forward", logits, target, weight, ignore_index)
-    check("cross_entropy_backward", randn((N, H, W), dtype, seed=1), logits, target, weight,
-          ignore_index, lse)
+    for weight in (rng.uniform(0.5, 2.0, C).astype(dtype), None):  # None: every class weighs 1
+        _, lse = cpu.cross_entropy_forward(logits, target, weight, ignore_index)
+        check("cross_entropy_forward", logits, target, weight, ignore_index)
+        check("cross_entropy_backward", randn((N, H, W), dtype, seed=1), logits, target, weight,
+              ignore_index, lse)
+        check("cross_entropy_backward", np.asarray(0.7, dtype), logits, target, weight, ignore_index, lse)
 
 
 def test_cross_entropy_every_pixel_ignored():
@@ -235,6 +259,25 @@ def test_cross_entropy_every_pixel_ignored():
 @pytest.mark.parametrize("p, offset", [(0.5, 0), (0.1, 123456789), (0.0, 2**63)])
 def test_dropout_mask_draws_the_cpu_numbers(dtype, p, offset):
     check("dropout_mask", (3, 5, 7, 11), dtype, p, 2**40 + 3, offset)
+
+
+# ----------------------------------------------------------------------------- SGD
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum, weight_decay, nesterov", [(0.0, 0.0, False), (0.9, 1e-4, False),
+                                                              (0.9, 4e-5, True)])
+def test_sgd_step_updates_every_parameter_as_the_cpu_does(dtype, momentum, weight_decay, nesterov):
+    shapes = [(3, 4), (5,), (2, 3, 3, 3), (1,), (300, 7)]  # 300*7: several blocks of threads
+    params = [randn(s, dtype, seed=i) for i, s in enumerate(shapes)]
+    buffers = [np.zeros(s, dtype) for s in shapes]
+    on_gpu = [cupy.asarray(a) for a in params], [cupy.asarray(b) for b in buffers]
+    for step in range(2):
+        grads = [randn(s, dtype, seed=10 * step + i) for i, s in enumerate(shapes)]
+        cpu.sgd_step(params, grads, buffers, 0.1, momentum, weight_decay, nesterov)
+        cuda.sgd_step(*on_gpu[:1], [cupy.asarray(g) for g in grads], on_gpu[1], 0.1, momentum,
+                      weight_decay, nesterov)
+    for want, got in zip(params + buffers, on_gpu[0] + on_gpu[1]):
+        np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -259,10 +302,10 @@ def _numpy_calls():
         "depthwise_forward": (x, f32(2, 1, 3, 3), *g),
         "depthwise_backward_input": (gy, f32(2, 1, 3, 3), x.shape, *g),
         "depthwise_backward_weight": (gy, x, (2, 1, 3, 3), *g),
-        "batchnorm_forward_train": (x, v, v, EPS),
-        "batchnorm_forward_eval": (x, v, v, v, v, EPS),
-        "batchnorm_backward_train": (gy, x, v, v, v),
-        "batchnorm_backward_eval": (gy, x, v, v, v, EPS),
+        "batchnorm_forward_train": (x, v, v, EPS, None, None, 0.1, False),
+        "batchnorm_forward_eval": (x, v, v, v, v, EPS, True),
+        "batchnorm_backward_train": (gy, x, v, v, v, x),
+        "batchnorm_backward_eval": (gy, x, v, v, v, EPS, x),
         "avg_pool2d_forward": (x, (2, 2), (2, 2), (0, 0)),
         "avg_pool2d_backward": (f32(1, 2, 2, 2), x.shape, (2, 2), (2, 2), (0, 0)),
         "adaptive_avg_pool2d_forward": (x, (2, 2)),
@@ -272,20 +315,28 @@ def _numpy_calls():
         "cross_entropy_forward": (x, t, v, 255),
         "cross_entropy_backward": (f32(1, 4, 4), x, t, v, 255, f32(1, 4, 4)),
         "dropout_mask": ((2, 3), np.float32, 0.5, 0, 0),
+        "sgd_step": ([x], [gy], [f32(1, 2, 4, 4)], 0.1, 0.9, 0.0, False),
     }
 
 
 def test_every_function_is_exercised_by_the_numpy_test():
-    modules = (cuda.conv2d, cuda.depthwise, cuda.batchnorm, cuda.pool, cuda.upsample, cuda.loss, cuda.dropout)
+    modules = (cuda.conv2d, cuda.depthwise, cuda.batchnorm, cuda.pool, cuda.upsample, cuda.loss, cuda.dropout,
+               cuda.sgd)
     assert set(_numpy_calls()) == {name for module in modules for name in module.__all__}
 
 
+def _on_device(a):
+    if isinstance(a, list):
+        return [_on_device(v) for v in a]
+    return cupy.asarray(a) if isinstance(a, np.ndarray) else a
+
+
 @pytest.mark.parametrize("name", sorted(n for n, args in _numpy_calls().items()
-                                         if any(isinstance(a, np.ndarray) for a in args)))
+                                         if any(isinstance(a, (np.ndarray, list)) for a in args)))
 def test_numpy_arrays_are_rejected(name):
     args = _numpy_calls()[name]
     # The same arguments as CuPy arrays are accepted: only the device is wrong.
-    getattr(cuda, name)(*[cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args])
+    getattr(cuda, name)(*[_on_device(a) for a in args])
     with pytest.raises(TypeError, match=r"expected an array on device cuda, got numpy\.ndarray"):
         getattr(cuda, name)(*args)
 
@@ -298,16 +349,22 @@ def test_numpy_and_cupy_arrays_mixed_are_rejected_by_name():
 
 @pytest.mark.parametrize("bad", [5, -1, 254])
 @pytest.mark.parametrize("direction", ["forward", "backward"])
-def test_cross_entropy_rejects_a_bad_target_value(direction, bad):
+def test_cross_entropy_reports_a_bad_target_at_the_next_read(direction, bad):
     logits, weight, pixels = z32(2, 5, 3, 4), cupy.ones(5, np.float32), z32(2, 3, 4)
     target = np.zeros((2, 3, 4), np.int64)
     target[1, 2, 3] = bad
     target = cupy.asarray(target)
-    with pytest.raises(ValueError, match=rf"target: value {bad} is outside \[0, 5\).*ignore_index=255"):
-        if direction == "forward":
-            cuda.cross_entropy_forward(logits, target, weight, 255)
-        else:
-            cuda.cross_entropy_backward(pixels, logits, target, weight, 255, pixels)
+    # The launch returns at once (a GPU kernel cannot raise); the next read raises.
+    if direction == "forward":
+        result, _ = cuda.cross_entropy_forward(logits, target, weight, 255)
+    else:
+        result = cuda.cross_entropy_backward(pixels, logits, target, weight, 255, pixels)
+    with pytest.raises(ValueError, match=r"target: pixel \(1, 2, 3\) holds a value outside \[0, 5\) "
+                                         r".*not ignore_index=255 \(found by a cross-entropy kernel"):
+        device.to_host(result)
+    device.to_host(result)  # reported once; the flag is clear again
+    good, _ = cuda.cross_entropy_forward(logits, cupy.zeros((2, 3, 4), np.uint8), weight, 255)
+    assert device.to_host(good).shape == (2, 3, 4)
 
 
 @pytest.mark.parametrize("call, error, match", [
@@ -315,7 +372,7 @@ def test_cross_entropy_rejects_a_bad_target_value(direction, bad):
      TypeError, "x: expected float32 or float64"),
     (lambda: cuda.depthwise_forward(z32(2, 3, 8, 16)[..., ::2], z32(3, 1, 3, 3), *G),
      ValueError, "x: expected a C-contiguous array"),
-    (lambda: cuda.batchnorm_forward_train(z32(2, 3, 5, 7), z32(4), z32(3), EPS),
+    (lambda: cuda.batchnorm_forward_train(z32(2, 3, 5, 7), z32(4), z32(3), EPS, None, None, 0.1, False),
      ValueError, r"weight: expected shape \(3,\), got \(4,\)"),
     (lambda: cuda.avg_pool2d_backward(z32(2, 3, 3, 3), (2, 3, 5, 7), (2, 2), (2, 2), (0, 0)),
      ValueError, r"gy: expected shape \(2, 3, 2, 3\)"),
@@ -323,7 +380,7 @@ def test_cross_entropy_rejects_a_bad_target_value(direction, bad):
      ValueError, "ratio: expected a pair of finite floats >= 0"),
     (lambda: cuda.cross_entropy_forward(z32(2, 5, 3, 4), z32(2, 3, 4).astype(np.int32),
                                         cupy.ones(5, np.float32), 255),
-     TypeError, "target: expected int64"),
+     TypeError, "target: expected uint8 or int64 class indices, got int32"),
 ])
 def test_launchers_reject_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):

@@ -60,6 +60,19 @@ def test_batch_norm_gradcheck(training, shape, device_name):
     assert mts.gradcheck(lambda x, w, b: F.batch_norm(x, rm, rv, w, b, training), [x, w, b])
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_gradcheck_and_equals_relu_of_batch_norm(training, device_name):
+    shape = (2, 3, 4, 5)
+    x, w, b = (rand(*s, seed=i, device=device_name) for i, s in enumerate([shape, shape[1:2], shape[1:2]], 1))
+    stats = [mts.tensor(np.random.default_rng(4).standard_normal(3), device=device_name),
+             mts.tensor(np.random.default_rng(5).uniform(0.5, 2.0, 3), device=device_name)]
+    assert mts.gradcheck(lambda x, w, b: F.batch_norm_relu(x, *stats, w, b, training), [x, w, b])
+    fused = F.batch_norm_relu(x, *stats, w, b, training)
+    separate = F.relu(F.batch_norm(x, *stats, w, b, training))
+    np.testing.assert_allclose(fused.numpy(), separate.numpy(), rtol=1e-12, atol=1e-12)
+    assert (fused.numpy() == 0).mean() > 0.2
+
+
 def test_relu_softmax_log_softmax_dropout_cat_gradcheck(device_name):
     x = rand(2, 3, 4, 5, device=device_name)
     x.data += mts.backend.xp_of(x.data).sign(x.data) * 0.1  # no element within eps of the kink

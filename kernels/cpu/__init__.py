@@ -25,3 +25,4 @@ from .pool import *  # noqa: E402,F401,F403
 from .upsample import *  # noqa: E402,F401,F403
 from .loss import *  # noqa: E402,F401,F403
 from .dropout import *  # noqa: E402,F401,F403
+from .sgd import *  # noqa: E402,F401,F403

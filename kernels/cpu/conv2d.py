@@ -1,48 +1,37 @@
-"""2-D convolution (groups == 1, no bias) on the CPU: im2col + one matrix product per image.
+"""2-D convolution (groups == 1, no bias) on the CPU: the im2col and col2im kernels.
 
-Math (PyTorch's ``F.conv2d``, zero padding, cross-correlation)::
+The math and the driver (batched matrix products in NumPy's BLAS) are in
+``kernels/conv2d_gemm.py``, shared with the GPU; this file holds the two data-movement
+kernels, over the whole batch:
 
-    y[n, o, oh, ow] = sum_{c, kh, kw} w[o, c, kh, kw] * x[n, c, ih, iw]
-        ih = oh * sh - ph + kh * dh,   iw = ow * sw - pw + kw * dw   (x is 0 outside the image)
-
-Shapes: x (N, C, H, W), w (O, C, KH, KW), y (N, O, OH, OW) with
-``OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1`` (same for OW).
-
-im2col turns the sum into a matrix product. For one image, build
-``col[(c, kh, kw), (oh, ow)] = x[c, ih, iw]``, a (C*KH*KW, OH*OW) matrix; then::
-
-    forward          y[n]  = W @ col              W = w.reshape(O, C*KH*KW)
-    backward-input   gcol  = W.T @ gy[n]          then col2im: gx[n] gathers gcol back
-    backward-weight  gW   += gy[n] @ col.T        summed over the batch
-
-A 1x1, stride-1, padding-0 convolution needs no im2col: ``col`` would be ``x[n]`` itself.
+- im2col: ``col[n, (c, kh, kw), (oh, ow)] = x[n, c, ih, iw]`` (0 outside the image), with
+  ``ih = oh*sh - ph + kh*dh`` and ``iw = ow*sw - pw + kw*dw``;
+- col2im: its transpose, ``gx[n, c, ih, iw]`` = the sum of the ``gcol`` entries that im2col
+  copied from ``x[n, c, ih, iw]``.
 
 Parallel loop mapping (Numba ``prange``):
 
-- im2col: one iteration per row of ``col`` viewed as (C*KH*KW*OH, OW), i.e. per
-  (c, kh, kw, oh); it writes one contiguous row of OW values.
-- col2im: one iteration per input row (c, ih) of ``gx[n]``; it gathers every ``gcol``
+- im2col: one iteration per row of ``col`` viewed as (N*C*KH*KW*OH, OW), i.e. per
+  (n, c, kh, kw, oh); it writes one contiguous row of OW values.
+- col2im: one iteration per input row (n, c, ih) of ``gx``; it gathers every ``gcol``
   value that lands in that row, so no two iterations write the same memory.
-- the matrix products run in NumPy's BLAS.
 
-Pseudo-loop (im2col of one image)::
+Pseudo-loop (im2col)::
 
-    for c, kh, kw, oh in prange(...):        # one row of col
+    for n, c, kh, kw, oh in prange(...):     # one row of col
         ih = oh*sh - ph + kh*dh
         for ow in range(OW):
             iw = ow*sw - pw + kw*dw
-            col[c, kh, kw, oh, ow] = x[c, ih, iw] if inside else 0
+            col[n, c, kh, kw, oh, ow] = x[n, c, ih, iw] if inside else 0
 
-Pseudo-loop (col2im of one image, the reverse gather)::
+Pseudo-loop (col2im, the reverse gather)::
 
-    for c, ih in prange(C * H):
+    for n, c, ih in prange(N * C * H):
         for kh:  oh = (ih + ph - kh*dh) / sh    # skip unless an integer in [0, OH)
-            for kw, ow:  gx[c, ih, ow*sw - pw + kw*dw] += gcol[c, kh, kw, oh, ow]
+            for kw, ow:  gx[n, c, ih, ow*sw - pw + kw*dw] += gcol[n, c, kh, kw, oh, ow]
 
 Optimizations:
 
-- The batch is processed one image at a time with one reused ``col`` buffer, so memory
-  is C*KH*KW*OH*OW values, not N times that, while each product is still a large GEMM.
 - The range of ``ow`` whose input column lies inside the image is computed once per row
   (:func:`_valid_range`), so the inner loops carry no bounds test and, at stride 1,
   are plain contiguous copies / adds that LLVM vectorizes.
@@ -50,14 +39,12 @@ Optimizations:
 - Inner-loop indices are cast to ``uintp``: for a signed index Numba inserts a
   negative-index wraparound test on every access, which keeps LLVM from vectorizing
   (measured 2-3x slower). The ranges above guarantee the indices are never negative.
-- The 1x1 / stride 1 / padding 0 case skips im2col and col2im and is pure GEMM.
-- Products write into views of the preallocated output (``out=``), no temporaries.
 """
 import numpy as np
 from numba import njit, prange, uintp
 
-from ..checks import (check_conv_weight, check_float, check_shape, check_shape_arg, conv_geometry, conv_output_hw,
-                      is_pointwise)
+from .. import conv2d_gemm
+from ..checks import check_conv_weight, check_float, check_shape, check_shape_arg, conv_geometry, conv_output_hw
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"]
 
@@ -75,23 +62,24 @@ def _valid_range(k, stride, pad, dilation, in_size, out_size):
 
 
 @njit(parallel=True, cache=True)
-def _im2col(x, kh_size, kw_size, sh, sw, ph, pw, dh, dw, col):
-    """Fill ``col`` (C*KH*KW, OH, OW) from one image ``x`` (C, H, W)."""
-    C, H, W = x.shape
-    _, OH, OW = col.shape
-    for row in prange(C * kh_size * kw_size * OH):
-        r = row // OH
+def im2col_kernel(x, kh_size, kw_size, sh, sw, ph, pw, dh, dw, col):
+    """Fill ``col`` (N, C*KH*KW, OH, OW) from the images ``x`` (N, C, H, W)."""
+    N, C, H, W = x.shape
+    _, K, OH, OW = col.shape
+    for row in prange(N * K * OH):
         oh = row % OH
+        r = row // OH % K
+        n = row // (OH * K)
         c = r // (kh_size * kw_size)
         kh = (r // kw_size) % kh_size
         kw = r % kw_size
-        out = col[r, oh]
+        out = col[n, r, oh]
         ih = oh * sh - ph + kh * dh
         if ih < 0 or ih >= H:
             out[:] = 0
             continue
         lo, hi = _valid_range(kw, sw, pw, dw, W, OW)
-        src = x[c, ih]
+        src = x[n, c, ih]
         shift = kw * dw - pw
         out[:lo] = 0
         for ow in range(lo, hi):                # uintp: see "Optimizations" above
@@ -100,14 +88,15 @@ def _im2col(x, kh_size, kw_size, sh, sw, ph, pw, dh, dw, col):
 
 
 @njit(parallel=True, cache=True)
-def _col2im(gcol, kh_size, kw_size, sh, sw, ph, pw, dh, dw, gx):
-    """Sum ``gcol`` (C*KH*KW, OH, OW) back into one image gradient ``gx`` (C, H, W)."""
-    C, H, W = gx.shape
-    _, OH, OW = gcol.shape
-    for row in prange(C * H):
-        c = row // H
+def col2im_kernel(gcol, kh_size, kw_size, sh, sw, ph, pw, dh, dw, gx):
+    """Sum ``gcol`` (N, C*KH*KW, OH, OW) back into the image gradients ``gx`` (N, C, H, W)."""
+    N, C, H, W = gx.shape
+    _, _, OH, OW = gcol.shape
+    for row in prange(N * C * H):
         ih = row % H
-        dst = gx[c, ih]
+        c = row // H % C
+        n = row // (H * C)
+        dst = gx[n, c, ih]
         dst[:] = 0
         for kh in range(kh_size):
             t = ih + ph - kh * dh
@@ -118,58 +107,20 @@ def _col2im(gcol, kh_size, kw_size, sh, sw, ph, pw, dh, dw, gx):
                 continue
             for kw in range(kw_size):
                 lo, hi = _valid_range(kw, sw, pw, dw, W, OW)
-                src = gcol[(c * kh_size + kh) * kw_size + kw, oh]
+                src = gcol[n, (c * kh_size + kh) * kw_size + kw, oh]
                 shift = kw * dw - pw
                 for ow in range(lo, hi):
                     dst[uintp(ow * sw + shift)] += src[uintp(ow)]
 
 
-def _forward(x, w, stride, padding, dilation, y):
-    """y = conv2d(x, w): per image, im2col then ``W @ col``."""
-    N, C, H, W = x.shape
-    O, _, KH, KW = w.shape
-    OH, OW = y.shape[2:]
-    w2d = w.reshape(O, C * KH * KW)
-    if is_pointwise((KH, KW), stride, padding):
-        np.matmul(w2d, x.reshape(N, C, H * W), out=y.reshape(N, O, OH * OW))
-        return
-    col = np.empty((C * KH * KW, OH, OW), x.dtype)
-    for n in range(N):
-        _im2col(x[n], KH, KW, *stride, *padding, *dilation, col)
-        np.matmul(w2d, col.reshape(C * KH * KW, OH * OW), out=y[n].reshape(O, OH * OW))
+def im2col(x, kernel, stride, padding, dilation, col):
+    """Fill ``col`` (N, C*KH*KW, OH, OW) from ``x`` (N, C, H, W): the shared driver's im2col."""
+    im2col_kernel(x, *kernel, *stride, *padding, *dilation, col)
 
 
-def _backward_input(gy, w, stride, padding, dilation, gx):
-    """gx = conv2d_transpose(gy, w): per image, ``gcol = W.T @ gy[n]`` then col2im."""
-    N, C, H, W = gx.shape
-    O, _, KH, KW = w.shape
-    OH, OW = gy.shape[2:]
-    w2d_t = w.reshape(O, C * KH * KW).T
-    if is_pointwise((KH, KW), stride, padding):
-        np.matmul(w2d_t, gy.reshape(N, O, OH * OW), out=gx.reshape(N, C, H * W))
-        return
-    gcol = np.empty((C * KH * KW, OH, OW), gy.dtype)
-    for n in range(N):
-        np.matmul(w2d_t, gy[n].reshape(O, OH * OW), out=gcol.reshape(C * KH * KW, OH * OW))
-        _col2im(gcol, KH, KW, *stride, *padding, *dilation, gx[n])
-
-
-def _backward_weight(gy, x, stride, padding, dilation, gw):
-    """gw = sum_n gy[n] @ col(x[n]).T, accumulated image by image (a fixed order: deterministic)."""
-    N, C, H, W = x.shape
-    O, _, KH, KW = gw.shape
-    OH, OW = gy.shape[2:]
-    gw2d = gw.reshape(O, C * KH * KW)
-    gw2d[:] = 0
-    pointwise = is_pointwise((KH, KW), stride, padding)
-    col = None if pointwise else np.empty((C * KH * KW, OH, OW), x.dtype)
-    for n in range(N):
-        if pointwise:
-            col2d = x[n].reshape(C, H * W)
-        else:
-            _im2col(x[n], KH, KW, *stride, *padding, *dilation, col)
-            col2d = col.reshape(C * KH * KW, OH * OW)
-        gw2d += gy[n].reshape(O, OH * OW) @ col2d.T
+def col2im(gcol, kernel, stride, padding, dilation, gx):
+    """Gather ``gcol`` (N, C*KH*KW, OH, OW) into ``gx`` (N, C, H, W): the shared driver's col2im."""
+    col2im_kernel(gcol, *kernel, *stride, *padding, *dilation, gx)
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -181,7 +132,7 @@ def conv2d_forward(x, w, stride, padding, dilation):
     stride, padding, dilation = conv_geometry(stride, padding, dilation)
     OH, OW = conv_output_hw(x.shape, w.shape, stride, padding, dilation)
     y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
-    _forward(x, w, stride, padding, dilation, y)
+    conv2d_gemm.forward(np, im2col, x, w, stride, padding, dilation, y)
     return y
 
 
@@ -194,7 +145,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation):
     OH, OW = conv_output_hw(x_shape, w.shape, stride, padding, dilation)
     check_shape("gy", gy, (x_shape[0], w.shape[0], OH, OW))
     gx = np.empty(x_shape, gy.dtype)
-    _backward_input(gy, w, stride, padding, dilation, gx)
+    conv2d_gemm.backward_input(np, col2im, gy, w, stride, padding, dilation, gx)
     return gx
 
 
@@ -209,5 +160,5 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation):
     OH, OW = conv_output_hw(x.shape, w_shape, stride, padding, dilation)
     check_shape("gy", gy, (x.shape[0], w_shape[0], OH, OW))
     gw = np.empty(w_shape, gy.dtype)
-    _backward_weight(gy, x, stride, padding, dilation, gw)
+    conv2d_gemm.backward_weight(np, im2col, gy, x, stride, padding, dilation, gw)
     return gw

@@ -14,8 +14,10 @@ exp(z_c - lse)``::
 
 (0 where ignored). The forward returns ``lse`` so the backward needs no second max/sum.
 
-Shapes. ``logits, glogits``: (N, C, H, W); ``target``: (N, H, W) int64;
-``loss, lse, gloss``: (N, H, W); ``weight``: (C,). Floats share the dtype of ``logits``.
+Shapes. ``logits, glogits``: (N, C, H, W); ``target``: (N, H, W) uint8 or int64;
+``loss, lse``: (N, H, W); ``gloss``: (N, H, W), or a 0-d array every pixel shares (the
+gradient of a mean or a sum, not copied out to every pixel); ``weight``: (C,), or None for
+1 everywhere. Floats share the dtype of ``logits``.
 
 Loop mapping. The C logits of one pixel are H*W apart in memory, so a pixel-at-a-time
 loop would jump across the array C times per pixel. Instead ``prange`` runs over image rows
@@ -43,13 +45,13 @@ Optimizations:
 import numpy as np
 from numba import njit, prange
 
-from ..checks import bad_target_message, check_cross_entropy_args, check_float, check_shape
+from ..checks import bad_target_message, check_cross_entropy_args, check_loss_gradient
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
 
 
 @njit(parallel=True, cache=True)
-def _forward_kernel(logits, target, weight, ignore_index, loss, lse):
+def _forward_kernel(logits, target, weight, weighted, ignore_index, loss, lse):
     """Stable log-sum-exp per pixel, then the weighted negative log-likelihood of the target."""
     N, C, H, W = logits.shape
     for r in prange(N * H):
@@ -68,12 +70,13 @@ def _forward_kernel(logits, target, weight, ignore_index, loss, lse):
             if t == ignore_index:
                 loss[n, h, w] = 0
             else:
-                loss[n, h, w] = weight[t] * (lse[n, h, w] - logits[n, t, h, w])
+                loss[n, h, w] = (weight[t] if weighted else 1) * (lse[n, h, w] - logits[n, t, h, w])
 
 
 @njit(parallel=True, cache=True)
-def _backward_kernel(gloss, logits, target, weight, ignore_index, lse, glogits):
-    """``coef * (softmax - onehot)`` per pixel with ``coef = gloss*weight[t]`` (0 if ignored)."""
+def _backward_kernel(gloss, gloss_step, logits, target, weight, weighted, ignore_index, lse, glogits):
+    """``coef * (softmax - onehot)`` per pixel with ``coef = gloss*weight[t]`` (0 if ignored);
+    pixel p's ``gloss`` is ``gloss[p * gloss_step]`` (a step of 0: one value for all)."""
     N, C, H, W = logits.shape
     for r in prange(N * H):
         n, h = r // H, r % H
@@ -81,7 +84,7 @@ def _backward_kernel(gloss, logits, target, weight, ignore_index, lse, glogits):
         for w in range(W):
             t = target[n, h, w]
             if t != ignore_index:
-                coef[w] = gloss[n, h, w] * weight[t]
+                coef[w] = gloss[(r * W + w) * gloss_step] * (weight[t] if weighted else 1)
         for c in range(C):
             for w in range(W):
                 if coef[w] != 0:
@@ -107,27 +110,29 @@ def cross_entropy_forward(logits, target, weight, ignore_index):
     """Per-pixel weighted cross-entropy of ``logits`` (N, C, H, W) against ``target`` (N, H, W).
 
     Returns ``(loss, lse)``, both (N, H, W): ``loss = weight[t]*(lse - logits[t])`` (0 where
-    ``target == ignore_index``) and the log-sum-exp over classes, kept for the backward.
+    ``target == ignore_index``; ``weight`` None weighs every class 1) and the log-sum-exp over
+    classes, kept for the backward.
     """
     _check_inputs(logits, target, weight, ignore_index)
     N, C, H, W = logits.shape
     loss = np.empty((N, H, W), dtype=logits.dtype)
     lse = np.empty((N, H, W), dtype=logits.dtype)
-    _forward_kernel(logits, target, weight, int(ignore_index), loss, lse)
+    _forward_kernel(logits, target, logits[0, :, 0, 0] if weight is None else weight, weight is not None,
+                    int(ignore_index), loss, lse)
     return loss, lse
 
 
 def cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse):
     """Gradient of ``cross_entropy_forward``'s per-pixel loss w.r.t. ``logits``.
 
-    ``gloss`` (N, H, W) is the gradient of the loss map, ``lse`` what the forward returned.
-    Returns ``glogits`` shaped like ``logits`` (0 at ignored pixels).
+    ``gloss`` is the gradient of the loss map: (N, H, W), or 0-d when every pixel has the same
+    one (a mean's or a sum's); ``lse`` what the forward returned. Returns ``glogits`` shaped
+    like ``logits`` (0 at ignored pixels).
     """
     _check_inputs(logits, target, weight, ignore_index)
-    N, C, H, W = logits.shape
-    for name, a in (("gloss", gloss), ("lse", lse)):
-        check_float(name, a, ndim=3, dtype=logits.dtype)
-        check_shape(name, a, (N, H, W))
+    check_loss_gradient(gloss, logits, lse)
     glogits = np.empty_like(logits)
-    _backward_kernel(gloss, logits, target, weight, int(ignore_index), lse, glogits)
+    _backward_kernel(gloss.reshape(-1), int(gloss.ndim > 0), logits, target,
+                     logits[0, :, 0, 0] if weight is None else weight, weight is not None,
+                     int(ignore_index), lse, glogits)
     return glogits

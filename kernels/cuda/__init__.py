@@ -12,3 +12,4 @@ from .pool import *  # noqa: F401,F403
 from .upsample import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .sgd import *  # noqa: F401,F403

@@ -41,7 +41,9 @@ cp = _ArrayModule()
 THREADS = 256
 MAX_CHUNKS = 256          # at most this many partial sums per reduced row,
 MIN_CHUNK = 4096          # each over about this many elements or more (16 per thread)
-_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+           np.dtype(np.uint8): "unsigned char", np.dtype(np.int64): "long long"}
+FLOATS = ((np.float32,), (np.float64,))  # the template arguments most kernels are compiled for
 _HERE = Path(__file__).parent
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.MULTILINE)
 
@@ -85,39 +87,47 @@ def _source(filename):
     return f'#line 1 "{filename}"\n' + _LOCAL_INCLUDE.sub(paste, code)
 
 
-class Module:
-    """The kernels ``kernels`` of the file ``filename``, compiled for float and double on first use."""
+def _template(dtypes):
+    """Template arguments for NumPy dtypes: (float32, uint8) -> "float, unsigned char"."""
+    dtypes = dtypes if isinstance(dtypes, tuple) else (dtypes,)
+    return ", ".join(_CTYPES[np.dtype(d)] for d in dtypes)
 
-    def __init__(self, filename, kernels):
+
+class Module:
+    """The kernels ``kernels`` of the file ``filename``, compiled on first use for every tuple
+    of template arguments in ``types`` (by default ``<float>`` and ``<double>``)."""
+
+    def __init__(self, filename, kernels, types=FLOATS):
         self.filename = filename
         self.kernels = tuple(kernels)
+        self.types = tuple(types)
         self._raw = None
         self._functions = {}
 
     OPTIONS = ("-std=c++17",)
 
     def name_expressions(self):
-        """Every instantiation the file is compiled for: ``name<float>`` and ``name<double>``."""
-        return [f"{k}<{t}>" for k in self.kernels for t in _CTYPES.values()]
+        """Every instantiation the file is compiled for, e.g. ``im2col<float>``, ``im2col<double>``."""
+        return [f"{k}<{_template(t)}>" for k in self.kernels for t in self.types]
 
-    def _function(self, name, dtype):
-        key = (name, np.dtype(dtype))
+    def _function(self, name, dtypes):
+        key = f"{name}<{_template(dtypes)}>"
         if key not in self._functions:
             if self._raw is None:
                 self._raw = cp.RawModule(code=_source(self.filename), options=self.OPTIONS,
                                          name_expressions=self.name_expressions())
-            self._functions[key] = self._raw.get_function(f"{name}<{_CTYPES[key[1]]}>")
+            self._functions[key] = self._raw.get_function(key)
         return self._functions[key]
 
-    def launch(self, name, dtype, n, args):
-        """Run kernel ``name<dtype>`` with one thread per element ``i < n``."""
-        self._run(name, dtype, (-(-n // THREADS),), args)
+    def launch(self, name, dtypes, n, args):
+        """Run kernel ``name<dtypes>`` with one thread per element ``i < n``."""
+        self._run(name, dtypes, (-(-n // THREADS),), args)
 
-    def launch_rows(self, name, dtype, rows, chunks, args):
-        """Run reduction kernel ``name<dtype>`` with a block per (row, chunk)."""
-        self._run(name, dtype, (rows, chunks), args)
+    def launch_rows(self, name, dtypes, rows, chunks, args):
+        """Run reduction kernel ``name<dtypes>`` with a block per (row, chunk)."""
+        self._run(name, dtypes, (rows, chunks), args)
 
-    def _run(self, name, dtype, grid, args):
+    def _run(self, name, dtypes, grid, args):
         if min(grid) == 0:
             return
         arrays = [a for a in args if isinstance(a, cp.ndarray)]
@@ -126,10 +136,34 @@ class Module:
                              f"32-bit indices; use a smaller batch")
         if os.environ.get("MTS_DEBUG", "0") not in ("", "0"):
             shapes = " ".join("x".join(map(str, a.shape)) or "()" for a in arrays)
-            print(f"[mts] {self.filename} {name}<{_CTYPES[np.dtype(dtype)]}> grid={grid} "
+            print(f"[mts] {self.filename} {name}<{_template(dtypes)}> grid={grid} "
                   f"block=({THREADS},) arrays: {shapes}", file=sys.stderr)
         Stats.our_launches += 1
-        self._function(name, dtype)(grid, (THREADS,), args)
+        self._function(name, dtypes)(grid, (THREADS,), args)
+
+
+_deferred = []  # checks to run at the next read from the device
+
+
+def defer(check):
+    """Run ``check()`` (which may raise) at the next read from the device, ``kernels.device.to_host``.
+
+    A kernel that finds bad input cannot raise: it records what it found in device memory.
+    Reading that back at once would make the host wait for the GPU; a GPU program learns of
+    such errors at its next read instead, and so does this package.
+    """
+    _deferred.append(check)
+
+
+def run_deferred():
+    """Run and forget the deferred checks (called after each read from the device)."""
+    while _deferred:
+        _deferred.pop(0)()
+
+
+def address(array):
+    """The device address of ``array``'s first element, for kernels that take tables of arrays."""
+    return array.data.ptr
 
 
 def ints(*values):

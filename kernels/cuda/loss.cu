@@ -12,8 +12,11 @@
 //
 // (0 where ignored). The forward returns lse so the backward needs no second max/sum.
 //
-// Shapes. logits, glogits: (N, C, H, W); target: (N, H, W) int64 (long long here);
-// loss, lse, gloss: (N, H, W); weight: (C,). Floats share the dtype T of logits.
+// Shapes. logits, glogits: (N, C, H, W); target: (N, H, W) of class indices, L = unsigned
+// char (uint8 labels, as the loader makes them) or long long (int64); weight (C,) unless
+// weighted is 0 (every class 1); gloss: (N, H, W), or one value for every pixel when
+// gloss_step is 0 (the gradient of a mean, not copied out to every pixel); loss, lse:
+// (N, H, W). Floats share the dtype T of logits.
 // Pixel p = n*HW + hw; its class c logit sits at logits[(n*C + c)*HW + hw], HW apart.
 //
 // Thread-to-index mapping (256 threads per block):
@@ -38,10 +41,12 @@
 //
 // Target check. A class index outside [0, C) (other than ignore_index) would read outside
 // weight and logits. The kernels are the only code that looks at every target on the GPU,
-// so they check it: a bad pixel records its index with atomicMin(first_bad, p) and writes
-// nothing. The launcher reads first_bad back (one 4-byte copy, which waits for the kernel)
-// and raises a ValueError naming the first bad pixel; atomicMin makes that the same pixel
-// on every run.
+// so they check it, but a kernel cannot raise an exception, and reading a flag back after
+// each launch would make the host wait for the GPU twice a loss. So a bad pixel records
+// itself with atomicMin(first_bad, check << 32 | p) in a flag that stays on the device, and
+// writes nothing; the launcher reads the flag at the next read from the device the program
+// makes anyway (as a GPU reports a device-side assert) and raises a ValueError there. The
+// minimum names the first launch and its first bad pixel, the same on every run.
 //
 // Optimizations:
 //   - One pass over a pixel's logits for the max and one for the sum: 2*C reads, all
@@ -53,10 +58,10 @@
 //     forward's reads.
 
 // Stable log-sum-exp per pixel, then the weighted negative log-likelihood of the target.
-template <typename T>
-__global__ void cross_entropy_forward(const T* logits, const long long* target, const T* weight,
+template <typename T, typename L>
+__global__ void cross_entropy_forward(const T* logits, const L* target, const T* weight, int weighted,
                                       long long ignore_index, int N, int C, int HW,
-                                      T* loss, T* lse, int* first_bad)
+                                      T* loss, T* lse, long long check, long long* first_bad)
 {
     const int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= N * HW) return;
@@ -72,17 +77,18 @@ __global__ void cross_entropy_forward(const T* logits, const long long* target, 
         return;
     }
     if (t < 0 || t >= C) {
-        atomicMin(first_bad, p);
+        atomicMin(first_bad, check << 32 | p);
         return;
     }
-    loss[p] = weight[t] * (lse[p] - z[t * HW]);
+    loss[p] = (weighted ? weight[t] : T(1)) * (lse[p] - z[t * HW]);
 }
 
 // coef * (softmax - onehot) per element, coef = gloss * weight[t] (0 if ignored).
-template <typename T>
-__global__ void cross_entropy_backward(const T* gloss, const T* logits, const long long* target,
-                                       const T* weight, long long ignore_index, const T* lse,
-                                       int N, int C, int HW, T* glogits, int* first_bad)
+template <typename T, typename L>
+__global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* logits, const L* target,
+                                       const T* weight, int weighted, long long ignore_index, const T* lse,
+                                       int N, int C, int HW, T* glogits, long long check,
+                                       long long* first_bad)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N * C * HW) return;
@@ -95,10 +101,10 @@ __global__ void cross_entropy_backward(const T* gloss, const T* logits, const lo
         return;
     }
     if (t < 0 || t >= C) {
-        atomicMin(first_bad, p);
+        atomicMin(first_bad, check << 32 | p);
         return;
     }
-    const T coef = gloss[p] * weight[t];
+    const T coef = gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
     T g = coef != T(0) ? coef * exp(logits[i] - lse[p]) : T(0);
     if (c == t) g -= coef;
     glogits[i] = g;

@@ -184,22 +184,30 @@ class Function:
             raise KernelError(error.value.decode())
 
     def _race_check(self, grid, block, pointers, arrays):
-        """Run forward and in reverse from the same inputs; the outputs must be equal."""
-        before = [a._a.copy() for _, a in arrays]
+        """Run forward and in reverse from the same memory; everything written must be equal.
+
+        The whole device memory is saved and compared, not only the array arguments: a kernel
+        may reach arrays through a table of addresses (``sgd.cu``)."""
+        from .xp import live_arrays
+        memory = live_arrays()
+        before = [m.copy() for m in memory]
         self._launch(grid, block, pointers, reverse=False)
-        forward = [a._a.copy() for _, a in arrays]
-        for (_, a), b in zip(arrays, before):
-            a._a[...] = b
+        forward = [m.copy() for m in memory]
+        for m, b in zip(memory, before):
+            m[...] = b
         self._launch(grid, block, pointers, reverse=True)
-        for (i, a), f in zip(arrays, forward):
-            differ = f.view(np.uint8).reshape(f.shape + (-1,)) != a._a.view(np.uint8).reshape(f.shape + (-1,))
+        for m, f in zip(memory, forward):
+            differ = f.reshape(-1).view(np.uint8) != m.reshape(-1).view(np.uint8)
             if differ.any():
-                where = tuple(int(k) for k in np.argwhere(differ.any(axis=-1))[0])
+                names = [self.param_names[i] for i, a in arrays if np.shares_memory(a._a, m)]
+                what = repr(names[0]) if names else "device memory reached through a table of addresses"
+                flat = int(np.argwhere(differ.reshape(-1))[0, 0]) // m.itemsize
+                where = tuple(int(k) for k in np.unravel_index(flat, m.shape))
                 raise RaceError(
-                    f"race check: {self.name} wrote different values to {self.param_names[i]!r} when its "
-                    f"threads and blocks ran in reverse order: element {where} is {f[where].item()!r} in "
-                    f"order and {a._a[where].item()!r} in reverse. Some thread reads memory that another "
-                    f"thread writes, with no __syncthreads between them")
+                    f"race check: {self.name} wrote different values to {what} when its threads and "
+                    f"blocks ran in reverse order: element {where} is {f[where].item()!r} in order and "
+                    f"{m[where].item()!r} in reverse. Some thread reads memory that another thread "
+                    f"writes, with no __syncthreads between them")
 
     def _dims(self, what, dims, limit):
         dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)

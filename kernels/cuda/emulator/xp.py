@@ -38,11 +38,16 @@ class Stats:
     watchers = []           # counters currently open: each tracks its own peak
 
 
-_live = {}  # id of a NumPy array owning device memory -> its bytes
+_live = {}  # id of a NumPy array owning device memory -> (a weak reference to it, its bytes)
 
 
 def _release(key):
-    Stats.live_bytes -= _live.pop(key)
+    Stats.live_bytes -= _live.pop(key)[1]
+
+
+def live_arrays():
+    """Every NumPy array that owns device memory now (for the race check's snapshots)."""
+    return [a for a in (ref() for ref, _ in list(_live.values())) if a is not None]
 
 
 def _root(a):
@@ -56,7 +61,7 @@ def _track(a):
     root = _root(a)
     key = id(root)
     if key not in _live:
-        _live[key] = root.nbytes
+        _live[key] = (weakref.ref(root), root.nbytes)
         Stats.live_bytes += root.nbytes
         for w in Stats.watchers:
             w.peak_bytes = max(w.peak_bytes, Stats.live_bytes)
@@ -89,6 +94,14 @@ class Device:
 _DEVICE = Device()
 
 
+class MemoryPointer:
+    """``ndarray.data``, as in CuPy: ``.ptr`` is the address of the first element, ``.mem`` the
+    allocation it lies in (one object per allocation)."""
+
+    def __init__(self, ptr, mem):
+        self.ptr, self.mem = ptr, mem
+
+
 class ndarray:
     """An array in the emulated device's memory (see the module docstring)."""
 
@@ -119,6 +132,7 @@ class ndarray:
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
     device = property(lambda self: _DEVICE)
+    data = property(lambda self: MemoryPointer(self._a.ctypes.data, _root(self._a)))
     T = property(lambda self: _wrap(self._a.T))
 
     def __len__(self):
