@@ -45,9 +45,9 @@ from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
 from fastscnn.torch_reference import import_torch, torch_fastscnn
 from fastscnn.train import TrainConfig, param_groups, resolve
-from kernels.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, cupy_peak_bytes,
-                               gpu_name, median_ms, release_cached_memory, synchronizer,
-                               torch_peak_bytes)
+from kernels.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, device_peak_bytes,
+                               emulated_note, gpu_name, median_ms, release_cached_memory, synchronizer,
+                               torch_device, torch_peak_bytes)
 
 IGNORE = 255
 DEFAULTS = {
@@ -102,19 +102,48 @@ def torch_inference(twin, torch, x, device):
 
 
 def our_train_step(model, x, y, device):
-    """``(step, optimizer)``: one training step of our model on images ``x`` and labels ``y``."""
+    """``(step, optimizer, loss)``: one training step of our model on images ``x`` and labels
+    ``y``, its optimizer, and a function running just the forward pass and the loss."""
     cfg = resolve(TrainConfig())  # the recipe's values (a TrainConfig field left None means default)
     optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     criterion = SegmentationLoss(cfg.aux_weight)
     data, target = mts.tensor(x, device=device), mts.backend.to_device(y, device)
     model.train()
 
+    def loss():
+        return criterion(model(data), target)
+
     def step():
-        loss = criterion(model(data), target)
+        value = loss()
         optimizer.zero_grad()
-        loss.backward()
+        value.backward()
         optimizer.step()
-    return step, optimizer
+    return step, optimizer, loss
+
+
+def torch_saved_bytes(twin, torch, x, y, device):
+    """Bytes PyTorch's autograd graph saves in the forward pass and loss of a training step.
+
+    Every tensor the graph saves passes through a ``saved_tensors_hooks`` pack hook; each
+    storage counts once, whole (the way ``minitorch_seg.autograd.saved_bytes`` counts ours).
+    """
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    twin.train()
+    data, target = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    ce, aux_weight = torch.nn.functional.cross_entropy, resolve(TrainConfig()).aux_weight
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        main, *aux = twin(data)
+        loss = ce(main, target, ignore_index=IGNORE)
+        for a in aux:
+            loss = loss + ce(a, target, ignore_index=IGNORE) * aux_weight
+    del loss, main, aux
+    return sum(storages.values())
 
 
 def torch_train_step(twin, torch, x, y, device):
@@ -145,6 +174,7 @@ class Bench:
 
     def __init__(self, device, iters, torch):
         self.device, self.iters, self.torch = device, iters, torch
+        self.torch_device = torch_device(device)  # the CPU beside the emulated GPU
         self.sync = synchronizer(device, torch)
 
     def ms(self, fn):
@@ -158,10 +188,16 @@ class Bench:
 
     def peak_mb(self, fn, side):
         """Peak MB allocated during one ``fn()`` by ``side`` ("ours"/"torch"); None on the CPU."""
-        if self.device == "cpu":
+        if (self.device if side == "ours" else self.torch_device) == "cpu":
             return None
-        _, peak = cupy_peak_bytes(fn) if side == "ours" else torch_peak_bytes(self.torch, fn)
+        _, peak = device_peak_bytes(fn) if side == "ours" else torch_peak_bytes(self.torch, fn)
         return peak / 2**20
+
+    def ratios(self, ours, theirs):
+        """ours / torch for every number of a row (None where the two are not comparable)."""
+        if emulated_note(self.device):
+            return {k: None for k in ours}
+        return ratios(ours, theirs)
 
 
 def _ratio(a, b):
@@ -333,6 +369,13 @@ def report(result):
                   f"(with aux heads) + backward + SGD; median of {result['iters']} after {WARMUP} warm-up",
               _comparison(tr, [("step_ms", "step ms"), ("images_per_s", "images/s"),
                                ("peak_memory_mb", "peak memory MB")])]
+    if tr["step_launches"] is not None:
+        lines.append(f"one step on cuda: {tr['step_launches']} kernel launches, {tr['step_syncs']} reads "
+                     f"from the device, peak {tr['step_peak_bytes'] / 2**20:.1f} MB of device arrays")
+    saved = f"the graph of one step saves {tr['step_saved_bytes'] / 2**20:.1f} MB"
+    if "torch_step_saved_bytes" in tr:
+        saved += f" (torch's: {tr['torch_step_saved_bytes'] / 2**20:.1f} MB)"
+    lines.append(saved)
     if "profile" in result:
         p = result["profile"]
         lines += ["", f"profile: one training step, batch {tr['batch_size']} at {tr['height']}x{tr['width']}",
@@ -385,11 +428,26 @@ def run_inference(bench, model, twin, batch, size):
     section["ours"] = inference_numbers(bench, logits, label_map, batch, "ours")
     if twin is not None:
         _progress("inference: torch")
-        t_logits, t_label_map = torch_inference(twin, bench.torch, x, bench.device)
+        t_logits, t_label_map = torch_inference(twin, bench.torch, x, bench.torch_device)
         section["agreement"] = agreement(logits().numpy(), t_logits().cpu().numpy())
         section["torch"] = inference_numbers(bench, t_logits, t_label_map, batch, "torch")
-        section["ratios"] = ratios(section["ours"], section["torch"])
+        section["ratios"] = bench.ratios(section["ours"], section["torch"])
     return section
+
+
+def step_counters(bench, step, loss):
+    """What one training step costs besides time: its kernel launches, device-to-host reads and
+    peak bytes on device cuda (None on the CPU), and the bytes its graph saves (both devices)."""
+    counts = {"step_launches": None, "step_syncs": None, "step_peak_bytes": None}
+    if bench.device == "cuda":
+        bench.sync()
+        with mts.cuda.counters() as c:
+            step()
+            bench.sync()
+        counts.update(step_launches=c.launches, step_syncs=c.syncs, step_peak_bytes=c.peak_bytes)
+    value = loss()
+    counts["step_saved_bytes"] = mts.autograd.saved_bytes(value)
+    return counts
 
 
 def run_training(bench, model, twin, batch, size, with_profile):
@@ -398,13 +456,15 @@ def run_training(bench, model, twin, batch, size, with_profile):
     x, y = images(rng, batch, size), labels(rng, batch, size)
     section = {"batch_size": batch, "height": size[0], "width": size[1]}
     _progress(f"training step {batch}x3x{size[0]}x{size[1]}: ours")
-    step, optimizer = our_train_step(model, x, y, bench.device)
+    step, optimizer, loss = our_train_step(model, x, y, bench.device)
     section["ours"] = train_numbers(bench, step, batch, "ours")
+    section.update(step_counters(bench, step, loss))
     if twin is not None:
         _progress("training step: torch")
-        section["torch"] = train_numbers(bench, torch_train_step(twin, bench.torch, x, y, bench.device),
+        section["torch_step_saved_bytes"] = torch_saved_bytes(twin, bench.torch, x, y, bench.torch_device)
+        section["torch"] = train_numbers(bench, torch_train_step(twin, bench.torch, x, y, bench.torch_device),
                                          batch, "torch")
-        section["ratios"] = ratios(section["ours"], section["torch"])
+        section["ratios"] = bench.ratios(section["ours"], section["torch"])
     if not with_profile:
         return section, None
     _progress("profile: one training step")
@@ -412,7 +472,8 @@ def run_training(bench, model, twin, batch, size, with_profile):
     if twin is not None:
         prof["torch_total_ms"] = section["torch"]["step_ms"]
     elif bench.torch is not None:
-        torch_step = torch_train_step(torch_fastscnn(model, bench.device), bench.torch, x, y, bench.device)
+        torch_step = torch_train_step(torch_fastscnn(model, bench.torch_device), bench.torch, x, y,
+                                      bench.torch_device)
         prof["torch_total_ms"] = median_ms(torch_step, 1, bench.sync)
     else:
         prof["torch_total_ms"] = None
@@ -430,9 +491,7 @@ def main(argv=None):
     if device == "cpu" and {"height", "width", "train_size"} & set(defaulted):
         notes.append("smaller CPU defaults: inference at 512x1024, training batch 2 of 512x1024 "
                      "(cuda: 1024x2048, and batch 12 of 1024x1024)")
-    busy = busy_note()
-    if busy:
-        notes.append(busy)
+    notes += [n for n in (busy_note(), emulated_note(device)) if n]
 
     torch = None
     if args.compare_torch or args.profile:
@@ -444,12 +503,12 @@ def main(argv=None):
     if device == "cuda":
         check_cuda(torch)
     if torch is not None:
-        configure_torch(torch, device)
+        configure_torch(torch, torch_device(device))
     bench = Bench(device, args.iters, torch)
 
     mts.manual_seed(0)
     model = FastSCNN(NUM_CLASSES, aux=True).to(device)
-    twin = torch_fastscnn(model, device) if args.compare_torch else None  # before a step changes our weights
+    twin = torch_fastscnn(model, torch_device(device)) if args.compare_torch else None  # before a step changes our weights
     result = {"device": device, "hardware": gpu_name() if device == "cuda" else f"{os.cpu_count()} CPU cores",
               "dtype": "float32", "iters": args.iters, "warmup": WARMUP,
               "load_average": [round(v, 2) for v in os.getloadavg()], "notes": notes}

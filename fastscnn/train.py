@@ -187,16 +187,16 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_step(model, optimizer, criterion, x, y, device, it, first_bad):
-    """One SGD step on the host batch ``(x, y)`` on ``device``; the step is iteration ``it``.
+def train_step(model, optimizer, criterion, x, y, it, first_bad):
+    """One SGD step on the batch ``(x, y)``, arrays already on the model's device; iteration ``it``.
 
     Returns ``(loss, first_bad)``, both 0-d arrays on the device: the loss, and the first
     iteration whose loss was not finite (0 while none was). Nothing is read back to the
     host; the graph and the outputs die with this function, before the next forward.
     """
     model.train()
-    outputs = model(mts.tensor(x, device=device))
-    loss = criterion(outputs, mts.backend.to_device(y, device))
+    outputs = model(mts.Tensor(x))
+    loss = criterion(outputs, y)
     del outputs
     optimizer.zero_grad()
     loss.backward()
@@ -204,6 +204,15 @@ def train_step(model, optimizer, criterion, x, y, device, it, first_bad):
     xp = mts.backend.xp_of(loss.data)
     first_bad = xp.where((first_bad == 0) & ~xp.isfinite(loss.data), it, first_bad)
     return loss.data, first_bad
+
+
+def uploader(device):
+    """``upload(x, y)``: a host batch on ``device``. On the CPU it is the batch itself (no
+    copy); on cuda each array goes through a pinned host buffer of its own (``mts.cuda.Uploader``)."""
+    if device == "cpu":
+        return lambda x, y: (x, y)
+    images, labels = mts.cuda.Uploader(), mts.cuda.Uploader()
+    return lambda x, y: (images(x), labels(y))
 
 
 def _count_nonfinite(arrays):
@@ -399,6 +408,7 @@ def train(cfg, progress=True):
 
     xp = mts.backend.xp_for(cfg.device)
     first_bad = xp.zeros((), dtype=np.int64)  # on the device; see train_step
+    upload = uploader(cfg.device)
     loss = xp.zeros((), dtype=np.float32)
     saved_at = start if state is not None else None
     best = max((r["miou"] for r in history if r.get("miou") is not None), default=None)
@@ -487,7 +497,7 @@ def train(cfg, progress=True):
                 tqdm.write(f"skipped an unreadable training image: {message}")
             seen_skips = len(loader.skipped)
             lr = optimizer.param_groups[0]["lr"]
-            loss, first_bad = train_step(model, optimizer, criterion, x, y, cfg.device, it + 1, first_bad)
+            loss, first_bad = train_step(model, optimizer, criterion, *upload(x, y), it + 1, first_bad)
             scheduler.step()
             it += 1
             window_n += len(x)

@@ -29,9 +29,9 @@ The shared API (both backends)::
     adaptive_avg_pool2d_backward(gy, x_shape) -> gx
     bilinear_forward(x, size, ratio, align_corners) -> y                  # ratio: source px per output px
     bilinear_backward(gy, x_shape, ratio, align_corners) -> gx
-    cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, lse)
-    cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse) -> glogits
-    dropout_mask(shape, dtype, p, seed, offset) -> mask                  # counter-based random
+    cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, logp)   # logp: log softmax
+    cross_entropy_backward(gloss, logp, target, weight, ignore_index) -> glogits
+    dropout(x, p, seed, offset) -> x * mask          # counter-based random; backward: dropout(gy, ...)
     sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov) -> None  # in place
 """
 from . import cpu, device

@@ -44,6 +44,8 @@ from typing import Callable
 
 import numpy as np
 
+from . import device
+
 WARMUP = 1
 CLASSES = 19
 IGNORE = 255
@@ -188,24 +190,36 @@ def configure_torch(torch, device):
 
 
 def check_cuda(torch=None):
-    """Exit with a message unless CuPy (and ``torch``, when given) sees a CUDA device."""
-    import minitorch_seg as mts
-    if not mts.cuda.is_available():
+    """Exit with a message unless device cuda is usable (and ``torch`` sees the GPU, when given)."""
+    if not device.available():
         raise SystemExit("--device cuda: CuPy with a visible CUDA device is needed "
                          "(pip install 'minitorch-seg[cuda13]'), or the emulated GPU (MTS_CUDA=emulate)")
-    if torch is not None and not torch.cuda.is_available():
+    if torch is not None and not device.is_emulated() and not torch.cuda.is_available():
         raise SystemExit("--device cuda: this torch build sees no CUDA device; install a CUDA build")
 
 
-def synchronizer(device, torch=None):
-    """A function that waits for every queued GPU kernel of CuPy and ``torch`` (a no-op on the CPU)."""
-    if device == "cpu":
+def torch_device(name):
+    """Where torch runs beside us on device ``name``: the GPU, or the CPU beside the emulated GPU."""
+    return "cuda" if name == "cuda" and not device.is_emulated() else "cpu"
+
+
+def emulated_note(name):
+    """The note for results on the emulated GPU (or None): its times mean nothing."""
+    if name == "cuda" and device.is_emulated():
+        return ("device cuda is the emulated GPU: our kernels run on the CPU one thread at a time and "
+                "torch runs on the CPU, so times and their ratios mean nothing here; the counters do")
+    return None
+
+
+def synchronizer(name, torch=None):
+    """A function that waits for every queued GPU kernel of ours and ``torch``'s (a no-op on the CPU)."""
+    if name == "cpu":
         return lambda: None
-    import cupy
+    torch_on_gpu = torch is not None and torch_device(name) == "cuda"
 
     def sync():
-        cupy.cuda.Device().synchronize()
-        if torch is not None:
+        device.synchronize()
+        if torch_on_gpu:
             torch.cuda.synchronize()
     return sync
 
@@ -224,27 +238,13 @@ def median_ms(fn, repeat, sync, warmup=WARMUP):
     return 1e3 * statistics.median(times)
 
 
-def cupy_peak_bytes(fn):
-    """Bytes of CuPy's default pool in use ``(before, at the peak)`` of running ``fn()``.
-
-    The pool's count grows only when it hands out memory, so checking it after every
-    allocation (through a wrapping allocator) sees the true peak.
-    """
-    import cupy
-    pool = cupy.get_default_memory_pool()
-    cupy.cuda.Device().synchronize()
-    before = peak = pool.used_bytes()
-
-    def counting_malloc(size):
-        nonlocal peak
-        memory = pool.malloc(size)
-        peak = max(peak, pool.used_bytes())
-        return memory
-
-    with cupy.cuda.using_allocator(counting_malloc):
+def device_peak_bytes(fn):
+    """Bytes of our device arrays ``(before, at the peak)`` of running ``fn()`` (kernels.device.counters)."""
+    device.synchronize()
+    with device.counters() as c:
         fn()
-        cupy.cuda.Device().synchronize()
-    return before, peak
+        device.synchronize()
+    return c.start_bytes, c.peak_bytes
 
 
 def torch_peak_bytes(torch, fn):
@@ -324,9 +324,12 @@ def measure(case, libs, device, repeat, sync, torch):
         run = runner(lib, case, data[lib.name], grad_out)
         row[f"{lib.name}_ms"] = median_ms(run, repeat, sync)
         if device == "cuda":
-            before, peak = cupy_peak_bytes(run) if lib.name == "ours" else torch_peak_bytes(torch, run)
-            row[f"{lib.name}_peak_mb"] = (peak - before) / 2**20
-    row["ratio"] = row["ours_ms"] / row["torch_ms"]
+            if lib.name == "ours" or torch_device(device) == "cuda":
+                before, peak = device_peak_bytes(run) if lib.name == "ours" else torch_peak_bytes(torch, run)
+                row[f"{lib.name}_peak_mb"] = (peak - before) / 2**20
+            else:
+                row[f"{lib.name}_peak_mb"] = None
+    row["ratio"] = row["ours_ms"] / row["torch_ms"] if emulated_note(device) is None else None
     if device == "cuda":
         row["memory_ratio"] = row["ours_peak_mb"] / row["torch_peak_mb"] if row["torch_peak_mb"] else None
     return row
@@ -344,6 +347,8 @@ def busy_note():
 
 def release_cached_memory(torch=None):
     """Give the memory CuPy's pool (and ``torch``'s allocator, when given) keep cached back to the GPU."""
+    if device.is_emulated():
+        return
     import cupy
     cupy.get_default_memory_pool().free_all_blocks()
     if torch is not None:
@@ -351,7 +356,9 @@ def release_cached_memory(torch=None):
 
 
 def gpu_name():
-    """The name of the current CUDA device, as CuPy reports it."""
+    """The name of the current CUDA device, as CuPy reports it (or the emulated GPU's)."""
+    if device.is_emulated():
+        return f"the emulated GPU on {os.cpu_count()} CPU cores"
     import cupy
     name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
     return name.decode() if isinstance(name, bytes) else name
@@ -362,7 +369,7 @@ def header(device, repeat, torch):
     info = {"device": device, "dtype": "float32", "measure": "forward+backward",
             "repeat": repeat, "warmup": WARMUP, "torch_version": torch.__version__,
             "load_average": [round(v, 2) for v in os.getloadavg()],
-            "notes": [n for n in [busy_note()] if n]}
+            "notes": [n for n in [busy_note(), emulated_note(device)] if n]}
     if device == "cpu":
         import numba
         info.update(cpu_count=os.cpu_count(), numba_threads=numba.get_num_threads(),
@@ -380,11 +387,11 @@ def format_table(info, rows):
     cols = ["op", "shape", "ours ms", "torch ms", "ours/torch"]
     cols += ["ours MB", "torch MB", "mem ours/torch"] if gpu else []
     table = []
+    num = lambda v, digits: "-" if v is None else f"{v:.{digits}f}"  # noqa: E731
     for r in rows:
-        line = [r["op"], r["shape"], f"{r['ours_ms']:.2f}", f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}"]
+        line = [r["op"], r["shape"], num(r["ours_ms"], 2), num(r["torch_ms"], 2), num(r["ratio"], 2)]
         if gpu:
-            mem = "-" if r["memory_ratio"] is None else f"{r['memory_ratio']:.2f}"
-            line += [f"{r['ours_peak_mb']:.1f}", f"{r['torch_peak_mb']:.1f}", mem]
+            line += [num(r["ours_peak_mb"], 1), num(r["torch_peak_mb"], 1), num(r["memory_ratio"], 2)]
         table.append(line)
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
 
@@ -416,9 +423,9 @@ def main(argv=None):
         args.device = mts.cuda.default_device()
     if args.device == "cuda":
         check_cuda(torch)
-    configure_torch(torch, args.device)
+    configure_torch(torch, torch_device(args.device))
     cases = quick_cases() if args.quick else cpu_cases() if args.device == "cpu" else cuda_cases()
-    libs = [Ours(args.device), Torch(torch, args.device)]
+    libs = [Ours(args.device), Torch(torch, torch_device(args.device))]
     sync = synchronizer(args.device, torch)
     info = header(args.device, args.repeat, torch)
     rows = []

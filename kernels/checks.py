@@ -122,12 +122,10 @@ def check_cross_entropy_args(logits, target, weight, ignore_index):
         raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
 
 
-def check_loss_gradient(gloss, logits, lse):
-    """Check the cross-entropy backward's ``gloss`` ((N, H, W) or 0-d) and ``lse`` ((N, H, W))."""
-    N, C, H, W = logits.shape
-    check_float("lse", lse, ndim=3, dtype=logits.dtype)
-    check_shape("lse", lse, (N, H, W))
-    check_float("gloss", gloss, dtype=logits.dtype)
+def check_loss_gradient(gloss, logp):
+    """Check the cross-entropy backward's ``gloss``: (N, H, W) for ``logp`` (N, C, H, W), or 0-d."""
+    N, C, H, W = logp.shape
+    check_float("gloss", gloss, dtype=logp.dtype)
     if gloss.ndim != 0:
         check_shape("gloss", gloss, (N, H, W))
 
@@ -138,16 +136,11 @@ def bad_target_message(value, classes, ignore_index):
             f"and is not ignore_index={ignore_index}")
 
 
-def check_dropout_args(shape, dtype, p):
-    """Check a mask's shape (ints >= 0), float dtype and probability 0 <= p < 1; return shape, dtype."""
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    if any(int(s) != s or s < 0 for s in shape):
-        raise ValueError(f"shape: expected non-negative ints, got {tuple(shape)}")
+def check_dropout_args(x, p):
+    """Check the input of dropout (a contiguous float array) and its probability 0 <= p < 1."""
+    check_float("x", x)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"p: expected 0 <= p < 1, got {p}")
-    return tuple(int(s) for s in shape), dtype
 
 
 def check_sgd_args(params, grads, buffers, momentum):

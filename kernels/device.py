@@ -13,6 +13,8 @@ reads and the peak bytes of live device arrays.
 import os
 import sys
 
+import numpy as np
+
 _mode = None          # "gpu" or "emulate", once decided
 _requested = False
 
@@ -93,6 +95,43 @@ def to_host(array):
     return host
 
 
+class Uploader:
+    """Copies host arrays to device ``"cuda"`` through one pinned (page-locked) host buffer.
+
+    A copy from ordinary host memory makes the driver stage it through a pinned buffer of its
+    own, and the host waits for it. From pinned memory the GPU's copy engine reads directly
+    while the host goes on. So each batch is written into this Uploader's pinned buffer
+    (allocated once per shape and dtype) and copied from there on the current stream; before
+    the buffer is written again, the host waits for the previous copy out of it (an event,
+    not a read of device memory).
+    """
+
+    def __init__(self):
+        self._buffer = self._copied = None
+
+    def __call__(self, array):
+        """``array`` (NumPy) on the device."""
+        xp = array_module()
+        if self._buffer is None or self._buffer.shape != array.shape or self._buffer.dtype != array.dtype:
+            self._buffer = _pinned_empty(array.shape, array.dtype)
+        elif self._copied is not None:
+            self._copied.synchronize()
+        self._buffer[...] = array
+        out = xp.empty(array.shape, array.dtype)
+        out.set(self._buffer, stream=xp.cuda.get_current_stream())
+        self._copied = xp.cuda.Event()
+        self._copied.record()
+        return out
+
+
+def _pinned_empty(shape, dtype):
+    """A NumPy array in pinned host memory (plain host memory for the emulated GPU)."""
+    if is_emulated():
+        return np.empty(shape, dtype)
+    import cupyx
+    return cupyx.empty_pinned(shape, dtype)
+
+
 def synchronize():
     """Wait until every queued kernel has finished (a no-op without a GPU)."""
     if available():
@@ -105,11 +144,11 @@ class Counters:
     ``launches`` = ``our_launches`` (the ``.cu`` kernels) + ``library_launches`` (what CuPy
     launches for array arithmetic, reductions, copies and fills); ``syncs``: device-to-host
     reads, each of which makes the host wait for the GPU; ``peak_bytes``: the most bytes of
-    device arrays alive at once, counting those alive when the block began.
+    device arrays alive at once, counting ``start_bytes``, those alive when the block began.
     """
 
     def __init__(self):
-        self.our_launches = self.library_launches = self.syncs = self.peak_bytes = 0
+        self.our_launches = self.library_launches = self.syncs = self.peak_bytes = self.start_bytes = 0
 
     @property
     def launches(self):
@@ -137,7 +176,7 @@ class counters:
             from .cuda.emulator.xp import Stats
             self._stats = Stats
             self._start = (Stats.library_launches, Stats.syncs)
-            self.result.peak_bytes = Stats.live_bytes
+            self.result.peak_bytes = self.result.start_bytes = Stats.live_bytes
             Stats.watchers.append(self.result)
         else:
             self._hook = _module.peak_memory_hook(self.result)

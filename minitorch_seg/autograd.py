@@ -6,10 +6,14 @@ Every differentiable operation is a :class:`Function` with two static methods::
     backward(ctx, grad)  -> one gradient array (or None) per positional argument of forward
 
 ``Function.apply`` unwraps Tensors into arrays, runs ``forward`` and, when gradients are on and
-some input requires one, records a :class:`Node` on the output: the Function, its ``ctx`` and
-the input Tensors. ``Tensor.backward`` then walks the nodes in reverse topological order,
-adding (``+=``) gradients that meet at a shared input, and releases each node's ``ctx`` as
-soon as it has been used, so the saved activations are freed during the backward pass.
+some input requires one, records a :class:`Node` on the output: the Function, its ``ctx``,
+and for each input where its gradient goes: the node that made the input, or the input itself
+if it is a leaf (a Tensor the user made). The graph is made of nodes, not of the tensors
+between them, so an intermediate result lives only as long as someone holds it: the user,
+or a ``ctx`` that saved it for backward (as in PyTorch). ``Tensor.backward`` walks the nodes
+in reverse topological order, adding (``+``) gradients that meet at a shared input, and
+releases each node's ``ctx`` and links as soon as it has run, so the saved activations are
+freed during the backward pass.
 """
 import threading
 
@@ -42,24 +46,32 @@ class no_grad:
 
 
 class Context:
-    """What ``forward`` leaves for ``backward``: saved arrays and which inputs need a gradient."""
+    """What ``forward`` leaves for ``backward``: saved arrays and which inputs need a gradient.
 
-    def __init__(self, needs_input_grad):
+    When no graph is recorded (``no_grad``, or no input needs a gradient) ``save_for_backward``
+    keeps nothing, so evaluation holds no activations.
+    """
+
+    def __init__(self, needs_input_grad, recording=True):
         self.needs_input_grad = needs_input_grad
+        self.recording = recording
         self.saved_tensors = ()
 
     def save_for_backward(self, *arrays):
         """Keep ``arrays`` for ``backward`` (read back as ``ctx.saved_tensors``)."""
-        self.saved_tensors = arrays
+        if self.recording:
+            self.saved_tensors = arrays
 
 
 class Node:
-    """The record of one Function call in the graph: the Function, its ctx, its Tensor inputs."""
+    """The record of one Function call: the Function, its ctx, and per positional input where
+    that input's gradient goes (``parents``): the Node that made it, a leaf Tensor that
+    requires grad, or None."""
 
-    __slots__ = ("fn", "ctx", "inputs")
+    __slots__ = ("fn", "ctx", "parents")
 
-    def __init__(self, fn, ctx, inputs):
-        self.fn, self.ctx, self.inputs = fn, ctx, inputs
+    def __init__(self, fn, ctx, parents):
+        self.fn, self.ctx, self.parents = fn, ctx, parents
 
 
 class Function:
@@ -82,11 +94,11 @@ class Function:
         _check_same_device(cls.__name__, args)
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = is_grad_enabled() and any(needs)
-        ctx = Context(needs)
+        ctx = Context(needs, record)
         out = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args])
         result = Tensor(out, requires_grad=record)
         if record:
-            result._node = Node(cls, ctx, args)
+            result._node = Node(cls, ctx, tuple((a._node or a) if need else None for a, need in zip(args, needs)))
         return result
 
 
@@ -97,27 +109,26 @@ def _check_same_device(op, args):
 
 
 def _topological_order(root):
-    """Tensors reachable from ``root`` through nodes, each after every tensor computed from it."""
+    """The nodes reachable from node ``root``, each after every node that used its output."""
     order, seen, stack = [], set(), [(root, False)]
     while stack:
-        t, children_done = stack.pop()
-        if children_done:
-            order.append(t)
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
             continue
-        if id(t) in seen:
+        if id(node) in seen:
             continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._node is not None:
-            for inp in t._node.inputs:
-                if isinstance(inp, _tensor.Tensor) and inp.requires_grad and id(inp) not in seen:
-                    stack.append((inp, False))
+        seen.add(id(node))
+        stack.append((node, True))
+        for parent in node.parents:
+            if isinstance(parent, Node) and id(parent) not in seen:
+                stack.append((parent, False))
     return order[::-1]
 
 
 def _bytes_of(array):
     """``(allocation, first byte, end byte)`` of the memory ``array`` spans."""
-    allocation, start = backend.allocation_of(array)
+    allocation, start, _ = backend.allocation_of(array)
     low = high = start
     for n, stride in zip(array.shape, array.strides):
         low, high = low + min(0, (n - 1) * stride), high + max(0, (n - 1) * stride)
@@ -139,32 +150,36 @@ class _HandedOut:
         self.spans.setdefault(allocation, []).append((low, high))
 
 
+def _accumulate(leaf, g, handed_out):
+    """Add ``g`` into ``leaf.grad``; a first gradient is ``g`` itself unless another leaf (or the
+    caller) already holds that memory, e.g. ``(a + b).backward(g)`` hands ``g`` to both."""
+    if leaf.grad is not None:
+        leaf.grad = _tensor.Tensor(leaf.grad.data + g)
+        return
+    if handed_out.overlaps(g):
+        g = g.copy()
+    handed_out.add(g)
+    leaf.grad = _tensor.Tensor(g)
+
+
 def backward(root, grad):
     """Backpropagate ``grad`` (an array shaped like ``root``) to every leaf that requires grad.
 
-    Memory is given back as the pass goes: each node drops its saved arrays and its inputs
-    once its backward has run, and the pass drops each tensor once it is done with it, so
-    an activation lives only until the gradient has gone past it. Each leaf gets a gradient
-    array of its own: one that another leaf already holds, or the caller's ``grad``, is copied.
+    Memory is given back as the pass goes: each node drops its ``ctx`` (the saved arrays) and
+    its links once its backward has run, so an activation lives only until the gradient has
+    gone past it. Each leaf gets a gradient array of its own.
     """
-    grads = {id(root): grad}
     handed_out = _HandedOut()
     handed_out.add(grad)
-    order = _topological_order(root)
-    for i, t in enumerate(order):
+    if root._node is None:
+        _accumulate(root, grad, handed_out)
+        return
+    grads = {id(root._node): grad}
+    order = _topological_order(root._node)
+    for i, node in enumerate(order):
         order[i] = None
-        g = grads.pop(id(t), None)
+        g = grads.pop(id(node), None)
         if g is None:
-            continue
-        node = t._node
-        if node is None:
-            if t.grad is not None:
-                t.grad = _tensor.Tensor(t.grad.data + g)
-                continue
-            if handed_out.overlaps(g):  # e.g. (a + b).backward(g) hands g to both
-                g = g.copy()
-            handed_out.add(g)
-            t.grad = _tensor.Tensor(g)
             continue
         if node.ctx is None:
             raise RuntimeError("backward: this graph was already released by an earlier backward; "
@@ -172,13 +187,34 @@ def backward(root, grad):
         in_grads = node.fn.backward(node.ctx, g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
-        inputs, node.ctx, node.inputs = node.inputs, None, ()
-        for inp, ig in zip(inputs, in_grads):
-            if ig is None or not (isinstance(inp, _tensor.Tensor) and inp.requires_grad):
+        parents, node.ctx, node.parents = node.parents, None, ()
+        for parent, ig in zip(parents, in_grads):
+            if ig is None or parent is None:
                 continue
-            key = id(inp)
-            grads[key] = ig if key not in grads else grads[key] + ig
-        del inputs, in_grads, g
+            if isinstance(parent, Node):
+                key = id(parent)
+                grads[key] = ig if key not in grads else grads[key] + ig
+            else:
+                _accumulate(parent, ig, handed_out)
+        del parents, in_grads, g, node
+
+
+def saved_bytes(root):
+    """Bytes of the arrays the graph below tensor ``root`` keeps for its backward pass.
+
+    Each allocation counts once, whole, however many saved arrays view it: what stays in
+    memory because of the graph (the measure ``fastscnn.benchmark`` compares with PyTorch's
+    saved tensors).
+    """
+    if root._node is None:
+        return 0
+    allocations = {}
+    for node in _topological_order(root._node):
+        for array in (node.ctx.saved_tensors if node.ctx is not None else ()):
+            if hasattr(array, "nbytes"):
+                key, _, size = backend.allocation_of(array)
+                allocations[key] = size
+    return sum(allocations.values())
 
 
 from . import tensor as _tensor  # noqa: E402  (tensor.py imports this module first)

@@ -43,16 +43,17 @@ def check_device(device):
 
 
 def allocation_of(array):
-    """``(id of the allocation holding array's memory, address of its first element)``: arrays
-    of different allocations never share memory."""
+    """``(id of the allocation holding array's memory, address of its first element, the
+    allocation's bytes)``: arrays of different allocations never share memory."""
     if is_cuda_array(array):
-        return id(array.data.mem), array.data.ptr
+        memory = array.data.mem
+        return id(memory), array.data.ptr, memory.size
     if isinstance(array, np.generic):  # a NumPy scalar (what a full reduction returns) owns itself
-        return id(array), 0
+        return id(array), 0, array.nbytes
     owner = array
     while isinstance(owner.base, np.ndarray):
         owner = owner.base
-    return id(owner), array.ctypes.data
+    return id(owner), array.ctypes.data, owner.nbytes
 
 
 def to_host(array):

@@ -6,6 +6,7 @@ the emulated GPU that runs the same CUDA C kernels on the CPU (``kernels/cuda/em
 from kernels import device as _device
 
 counters = _device.counters
+Uploader = _device.Uploader
 
 
 def emulate():

@@ -211,15 +211,17 @@ def relu(input):
 
 
 class Dropout(Function):
+    """Dropout with masks from the counter-based stream: backward draws the same mask again
+    from the stream position the forward used, so no mask is kept."""
+
     @staticmethod
     def forward(ctx, x, p):
-        mask = _kernels(x).dropout_mask(x.shape, x.dtype, p, *mrandom.take(x.size))
-        ctx.save_for_backward(mask)
-        return x * mask
+        ctx.p, ctx.stream = p, mrandom.take(x.size)
+        return _kernels(x).dropout(x, p, *ctx.stream)
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.saved_tensors[0], None
+        return _kernels(g).dropout(g, ctx.p, *ctx.stream), None
 
 
 def dropout(input, p=0.5, training=True):
@@ -403,8 +405,8 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, reduction):
-        loss, lse = _kernels(logits).cross_entropy_forward(logits, target, weight, ignore_index)
-        ctx.save_for_backward(logits, target, weight, lse)
+        loss, logp = _kernels(logits).cross_entropy_forward(logits, target, weight, ignore_index)
+        ctx.save_for_backward(logp, target, weight)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
         if reduction == "none":
             return loss
@@ -418,11 +420,11 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        logits, target, weight, lse = ctx.saved_tensors
+        logp, target, weight = ctx.saved_tensors
         if ctx.reduction == "mean":
             g = g / ctx.denominator
         # A reduced loss hands every pixel the same gradient: the kernel reads that one value.
-        glogits = _kernels(g).cross_entropy_backward(g, logits, target, weight, ctx.ignore_index, lse)
+        glogits = _kernels(g).cross_entropy_backward(g, logp, target, weight, ctx.ignore_index)
         return glogits, None, None, None, None
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from kernels.cpu.batchnorm import (batchnorm_backward_eval, batchnorm_backward_train,
                                    batchnorm_forward_eval, batchnorm_forward_train)
-from kernels.cpu.dropout import dropout_mask, splitmix64
+from kernels.cpu.dropout import dropout, splitmix64
 from kernels.cpu.loss import cross_entropy_backward, cross_entropy_forward
 from kernels.cpu.pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
                               avg_pool2d_backward, avg_pool2d_forward)
@@ -190,8 +190,8 @@ def test_cross_entropy_matches_torch(dtype, ignore_index, logit_scale):
     weight = rng.uniform(0.5, 2.0, C).astype(dtype)
     gloss = randn(rng, (N, H, W), dtype)
 
-    loss, lse = cross_entropy_forward(logits, target, weight, ignore_index)
-    glogits = cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse)
+    loss, logp = cross_entropy_forward(logits, target, weight, ignore_index)
+    glogits = cross_entropy_backward(gloss, logp, target, weight, ignore_index)
 
     ref_loss, (ref_g,) = torch_forward_backward(
         lambda z: F.cross_entropy(z, torch.tensor(target), weight=torch.tensor(weight),
@@ -199,15 +199,15 @@ def test_cross_entropy_matches_torch(dtype, ignore_index, logit_scale):
         (logits,), gloss)
     kept = target != ignore_index
     close(loss, ref_loss, dtype)
-    close(lse[kept], torch.logsumexp(torch.tensor(logits), dim=1)[kept], dtype)
+    close(logp, F.log_softmax(torch.tensor(logits), dim=1), dtype)
     close(glogits, ref_g, dtype)
     assert not glogits.transpose(0, 2, 3, 1)[~kept].any()
     # No weight is weight 1; a 0-d gloss is that gradient at every pixel.
     np.testing.assert_array_equal(cross_entropy_forward(logits, target, None, ignore_index)[0],
                                   cross_entropy_forward(logits, target, np.ones(C, dtype), ignore_index)[0])
     np.testing.assert_array_equal(
-        cross_entropy_backward(np.asarray(0.3, dtype), logits, target, weight, ignore_index, lse),
-        cross_entropy_backward(np.full((N, H, W), 0.3, dtype), logits, target, weight, ignore_index, lse))
+        cross_entropy_backward(np.asarray(0.3, dtype), logp, target, weight, ignore_index),
+        cross_entropy_backward(np.full((N, H, W), 0.3, dtype), logp, target, weight, ignore_index))
 
 
 # ---------------------------------------------------------------------------- validation
@@ -257,8 +257,8 @@ def _target_with(value):
      r"target: value 5 is outside \[0, 5\).*C = 5.*ignore_index=255"),
     (lambda: cross_entropy_forward(LOGITS, _target_with(-1), _f32(5), 255), ValueError,
      r"target: value -1 is outside \[0, 5\)"),
-    (lambda: cross_entropy_backward(_f32(2, 3, 4), LOGITS, _target_with(9), _f32(5), 255,
-                                    _f32(2, 3, 4)), ValueError, r"target: value 9"),
+    (lambda: cross_entropy_backward(_f32(2, 3, 4), LOGITS, _target_with(9), _f32(5), 255), ValueError,
+     r"target: value 9"),
     (lambda: cross_entropy_forward(LOGITS, TARGET.astype(np.int32), _f32(5), 255), TypeError,
      r"target: expected uint8 or int64 class indices, got int32"),
     (lambda: cross_entropy_forward(LOGITS, TARGET[:, :2], _f32(5), 255), ValueError,
@@ -286,16 +286,18 @@ def test_splitmix64_equals_the_reference_algorithm_in_python_integers():
         assert int(splitmix64(np.uint64(z))) == reference(z)
 
 
-def test_dropout_mask_is_a_counter_based_stream():
+def test_dropout_is_a_counter_based_stream():
     p, scale = 0.3, np.float32(1 / 0.7)
-    whole = dropout_mask((4, 50, 60), np.float32, p, seed=7, offset=1000)
+    ones = np.ones((4, 50, 60), np.float32)
+    whole = dropout(ones, p, seed=7, offset=1000)  # on ones: the mask itself
     assert set(np.unique(whole)) == {0.0, scale}
     assert abs((whole == 0).mean() - p) < 0.01
     # Element i is number offset+i+1 of the stream: a mask drawn in two parts equals one drawn whole.
-    head = dropout_mask((5000,), np.float32, p, seed=7, offset=1000)
-    tail = dropout_mask((7000,), np.float32, p, seed=7, offset=6000)
+    head = dropout(ones.reshape(-1)[:5000], p, seed=7, offset=1000)
+    tail = dropout(ones.reshape(-1)[5000:], p, seed=7, offset=6000)
     np.testing.assert_array_equal(np.concatenate([head, tail]), whole.reshape(-1))
-    assert not np.array_equal(dropout_mask((5000,), np.float32, p, seed=8, offset=1000), head)
-    np.testing.assert_array_equal(dropout_mask((5000,), np.float64, p, 7, 1000) != 0, head != 0)
+    assert not np.array_equal(dropout(ones.reshape(-1)[:5000], p, seed=8, offset=1000), head)
+    x = np.random.default_rng(0).standard_normal(ones.shape)  # float64 draws the same mask
+    np.testing.assert_allclose(dropout(x, p, 7, 1000), x * whole, rtol=1e-6)
     with pytest.raises(ValueError, match=r"p: expected 0 <= p < 1, got 1.0"):
-        dropout_mask((2,), np.float32, 1.0, 0, 0)
+        dropout(ones, 1.0, 0, 0)

@@ -19,7 +19,7 @@ import minitorch_seg as mts
 from fastscnn.data.synthetic import generate_synthcity
 from fastscnn.losses import SegmentationLoss
 from fastscnn.model import FastSCNN
-from fastscnn.train import param_groups
+from fastscnn.train import param_groups, train, train_step, uploader
 
 pytestmark = pytest.mark.gpu
 
@@ -84,3 +84,57 @@ def test_the_main_job_trains_on_device_cuda(tmp_path):
     assert metrics["device"] == "cuda" and metrics["iterations"] == 2
     assert 0.0 <= metrics["miou"] <= 1.0
     assert (out / "predictions.png").is_file()
+
+
+def test_resume_on_cuda_is_bit_exact(tmp_path, monkeypatch):
+    """1 + 1 iterations on device cuda with a crash and --resume between equal 2 straight, bit
+    for bit: the checkpoint carries the momentum buffers and the dropout stream to the device."""
+    from test_train import assert_same_state, log, tiny
+
+    def run(out, **kw):
+        return train(tiny(tmp_path, out, device="cuda", iters=2, eval_every=2, checkpoint_every=1, **kw),
+                     progress=False)
+
+    straight = run("straight")
+    original_step, calls = mts.optim.SGD.step, {"n": 0}
+
+    def crashing_step(self):
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the checkpoint at 1
+            raise RuntimeError("crash")
+        original_step(self)
+
+    monkeypatch.setattr(mts.optim.SGD, "step", crashing_step)
+    with pytest.raises(RuntimeError, match="crash"):
+        run("resumed")
+    monkeypatch.setattr(mts.optim.SGD, "step", original_step)
+    resumed = run("resumed", resume=True)
+    assert_same_state(tmp_path / "straight" / "checkpoint.pkl", tmp_path / "resumed" / "checkpoint.pkl")
+    assert straight["miou"] == resumed["miou"] and log(tmp_path / "straight") == log(tmp_path / "resumed")
+
+
+@pytest.mark.skipif(not mts.cuda.is_emulated(), reason="reads the emulated device's memory")
+def test_a_step_reads_nothing_launches_the_same_at_any_batch_and_leaves_only_its_state():
+    from kernels.cuda.emulator.xp import Stats
+    from kernels.cuda.loss import _flag  # the loss kernels' error flag lives as long as the process
+    before, flag_before = Stats.live_bytes, list(_flag)  # other tests' arrays may be alive
+    mts.manual_seed(0)
+    model = FastSCNN(19, aux=True).to("cuda")
+    optimizer = mts.optim.SGD(param_groups(model, 4e-5), lr=0.01, momentum=0.9)
+    upload, criterion = uploader("cuda"), SegmentationLoss(0.4)
+    first_bad = mts.backend.xp_for("cuda").zeros((), np.int64)
+    counts = []
+    for it, batch in enumerate((2, 2, 4), 1):  # the first step makes the momentum buffers
+        rng = np.random.default_rng(it)
+        x = rng.standard_normal((batch, 3, 64, 128)).astype(np.float32)
+        y = rng.integers(0, 19, (batch, 64, 128)).astype(np.uint8)
+        with mts.cuda.counters() as c:
+            loss, first_bad = train_step(model, optimizer, criterion, *upload(x, y), it, first_bad)
+        counts.append(c)
+    assert counts[1].syncs == counts[2].syncs == 0
+    assert counts[1].launches == counts[2].launches <= 600
+    # What is left: parameters, buffers, gradients, momentum, and the two 0-d results.
+    state = [t.data for t in model.state_dict().values()] + [p.grad.data for p in model.parameters()]
+    state += list(optimizer.momentum_buffers.values()) + [loss, first_bad] + _flag[len(flag_before):]
+    allocations = {key: size for key, _, size in map(mts.backend.allocation_of, state)}
+    assert Stats.live_bytes - before == sum(allocations.values())

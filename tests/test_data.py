@@ -253,7 +253,7 @@ def test_train_transform():
     image, label = _aligned_sample(np.random.default_rng(0), (48, 64))
     transform = TrainTransform((32, 40))
     x, y = transform(image, label, np.random.default_rng(7))
-    assert x.shape == (3, 32, 40) and x.dtype == np.float32 and y.shape == (32, 40) and y.dtype == np.int64
+    assert x.shape == (3, 32, 40) and x.dtype == np.float32 and y.shape == (32, 40) and y.dtype == np.uint8
     assert set(np.unique(y)) <= set(np.unique(label)) | {IGNORE_INDEX}
     x2, y2 = transform(image, label, np.random.default_rng(7))
     np.testing.assert_array_equal(x, x2)
@@ -267,7 +267,7 @@ def test_eval_transform():
     x, y = EvalTransform()(image, label)
     np.testing.assert_array_equal(x, normalize(image))
     np.testing.assert_array_equal(y, label)
-    assert y.dtype == np.int64
+    assert y.dtype == np.uint8
 
 
 # --- DataLoader ---------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_loader_shapes_and_length(synth):
     assert len(loader) == 3
     batches = list(loader)
     assert [b[0].shape for b in batches] == [(2, 3, *SIZE)] * 2 + [(1, 3, *SIZE)]
-    assert all(x.dtype == np.float32 and y.dtype == np.int64 and y.shape == (x.shape[0], *SIZE) for x, y in batches)
+    assert all(x.dtype == np.float32 and y.dtype == np.uint8 and y.shape == (x.shape[0], *SIZE) for x, y in batches)
     assert len(DataLoader(CityscapesDataset(synth, "train"), batch_size=2, drop_last=True)) == 2
     assert len(list(DataLoader(CityscapesDataset(synth, "train"), batch_size=2, drop_last=True))) == 2
 

@@ -232,7 +232,7 @@ def test_the_step_flags_a_non_finite_loss_on_the_device(tmp_path):
     x, y = np.ones((1, 1, 2, 2), np.float32), np.zeros((1, 2, 2), np.int64)
     flag = np.zeros((), np.int64)
     for it, value in ((1, 1.0), (2, float("nan")), (3, 1.0), (4, float("inf"))):
-        loss, flag = train_step(model, optimizer, loss_of(value), x, y, "cpu", it, flag)
+        loss, flag = train_step(model, optimizer, loss_of(value), x, y, it, flag)
         assert isinstance(flag, np.ndarray) and flag.shape == ()
     assert int(flag) == 2
 

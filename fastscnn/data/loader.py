@@ -36,7 +36,7 @@ from fastscnn.errors import InputError, UnreadableImageError
 
 
 class DataLoader:
-    """Iterate ``dataset`` in batches ``(x float32 (N, 3, H, W), y int64 (N, H, W))``.
+    """Iterate ``dataset`` in batches ``(x float32 (N, 3, H, W), y uint8 (N, H, W))``.
 
     ``dataset[i]`` must return ``(image, label)``; ``transform(image, label, rng)`` turns
     it into ``(x, y)`` arrays (default: ``EvalTransform()``). All samples of a batch must

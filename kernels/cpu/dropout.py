@@ -1,9 +1,12 @@
-"""Dropout masks on the CPU, from a counter-based random generator.
+"""Dropout on the CPU, from a counter-based random generator.
 
-Math. Element ``i`` of a mask draws a uniform number ``u_i`` in [0, 1) and keeps the input
-(scaled, so that the expected value is unchanged) when ``u_i >= p``::
+Math. Element ``i`` draws a uniform number ``u_i`` in [0, 1) and keeps the input (scaled, so
+that the expected value is unchanged) when ``u_i >= p``::
 
-    mask[i] = 1/(1-p)  if u_i >= p  else 0
+    y[i] = x[i] * mask[i],    mask[i] = 1/(1-p)  if u_i >= p  else 0
+
+The backward is the same map on the gradient, ``gx = gy * mask``: the same function, called
+with the same stream position, so the mask is never stored.
 
 Where ``u_i`` comes from. A sequential generator (NumPy's, Mersenne twister) makes number
 ``i`` from number ``i-1``; thousands of GPU threads cannot wait for each other like that.
@@ -12,7 +15,8 @@ hash. SplitMix64 is one: its n-th output is ``mix(seed + n*GAMMA)``, where ``mix
 the bits of a 64-bit integer with two multiply-xorshift rounds. Element ``i`` of a mask that
 starts at position ``offset`` of the stream takes number ``offset + i + 1``; its top 53 bits
 make the double ``u_i``. The state of the generator is two integers (seed, offset), so a
-checkpoint can hold it, and the CPU and the CUDA kernel draw the very same numbers.
+checkpoint can hold it, the backward can draw the forward's mask again instead of keeping it
+(no memory), and the CPU and the CUDA kernel draw the very same numbers.
 
 Loop mapping: ``prange`` over the elements; each computes its own number, no shared state.
 """
@@ -21,7 +25,7 @@ from numba import njit, prange
 
 from ..checks import check_dropout_args
 
-__all__ = ["dropout_mask"]
+__all__ = ["dropout"]
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: SplitMix64's step
 
@@ -35,18 +39,19 @@ def splitmix64(z):
 
 
 @njit(parallel=True, cache=True)
-def dropout_mask_kernel(seed, offset, p, scale, mask):
-    """mask[i] = scale if the stream's number offset+i+1 is >= p, else 0."""
-    for i in prange(mask.size):
+def dropout_kernel(x, seed, offset, p, scale, y):
+    """y[i] = x[i]*scale if the stream's number offset+i+1 is >= p, else 0 (flat arrays)."""
+    for i in prange(x.size):
         z = splitmix64(seed + (offset + np.uint64(i) + np.uint64(1)) * GAMMA)
         u = (z >> np.uint64(11)) * 2.0 ** -53
-        mask[i] = scale if u >= p else 0.0
+        y[i] = x[i] * scale if u >= p else 0.0
 
 
-def dropout_mask(shape, dtype, p, seed, offset):
-    """A dropout mask of ``shape``: ``1/(1-p)`` where number ``offset+i+1`` of stream ``seed`` is >= p."""
-    shape, dtype = check_dropout_args(shape, dtype, p)
-    mask = np.empty(shape, dtype)
-    dropout_mask_kernel(np.uint64(seed), np.uint64(offset), float(p), dtype.type(1.0 / (1.0 - p)),
-                        mask.reshape(-1))
-    return mask
+def dropout(x, p, seed, offset):
+    """``x * mask``: each element kept, times ``1/(1-p)``, where number ``offset+i+1`` of stream
+    ``seed`` is >= p; zeroed elsewhere. The backward of dropout is this same call on the gradient."""
+    check_dropout_args(x, p)
+    y = np.empty_like(x)
+    dropout_kernel(x.reshape(-1), np.uint64(seed), np.uint64(offset), float(p), x.dtype.type(1.0 / (1.0 - p)),
+                   y.reshape(-1))
+    return y

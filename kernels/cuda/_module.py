@@ -178,7 +178,7 @@ def peak_memory_hook(counters):
 
         def __init__(self):
             self.used = cp.get_default_memory_pool().used_bytes()
-            counters.peak_bytes = self.used
+            counters.peak_bytes = counters.start_bytes = self.used
 
         def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
             self.used += mem_size

@@ -105,7 +105,8 @@ def batchnorm_backward_train(gy, x, mean, invstd, weight, y):
         on_gpu(y=y)
     N, C, H, W = x.shape
     partial_g, partial_gd = _grad_sums(gy, y, x, mean)
-    gweight, gbias, a, k, gmean = cp.empty((5, C), x.dtype)
+    gweight, gbias = cp.empty(C, x.dtype), cp.empty(C, x.dtype)  # their own memory: they outlive the step
+    a, k, gmean = cp.empty((3, C), x.dtype)
     _module.launch("finish_backward_train", x.dtype, C,
                    (partial_g, partial_gd, invstd, weight, *ints(C, partial_g.shape[1], N * H * W),
                     gweight, gbias, a, k, gmean))
@@ -129,7 +130,8 @@ def batchnorm_backward_eval(gy, x, mean, var, weight, eps, y):
         on_gpu(y=y)
     C = x.shape[1]
     partial_g, partial_gd = _grad_sums(gy, y, x, mean)
-    gweight, gbias, scale, shift = cp.empty((4, C), x.dtype)
+    gweight, gbias = cp.empty(C, x.dtype), cp.empty(C, x.dtype)
+    scale, shift = cp.empty((2, C), x.dtype)
     _module.launch("finish_backward_eval", x.dtype, C,
                    (partial_g, partial_gd, var, weight, np.float64(eps), *ints(C, partial_g.shape[1]),
                     gweight, gbias, scale, shift))

@@ -2,22 +2,24 @@
 //
 // Math. For pixel (n, h, w) with logits z_c = logits[n, c, h, w] and class t = target[n, h, w]:
 //
-//     m    = max_c z_c                              (subtracted so exp never overflows)
-//     lse  = m + log(sum_c exp(z_c - m))            (log-sum-exp: log of the softmax denominator)
-//     loss = weight[t] * (lse - z_t)                (= -weight[t] * log softmax(z)_t)
+//     m      = max_c z_c                              (subtracted so exp never overflows)
+//     lse    = m + log(sum_c exp(z_c - m))            (log of the softmax denominator)
+//     logp_c = z_c - lse                              (log softmax)
+//     loss   = -weight[t] * logp_t
 //
-// and loss = 0 where t == ignore_index. Differentiating, with softmax_c = exp(z_c - lse):
+// and loss = 0 where t == ignore_index. Differentiating, with softmax_c = exp(logp_c):
 //
 //     glogits[n, c, h, w] = gloss[n, h, w] * weight[t] * (softmax_c - [c == t])
 //
-// (0 where ignored). The forward returns lse so the backward needs no second max/sum.
+// (0 where ignored). The forward writes logp, which is all the backward needs, so the
+// logits can be freed after it: the memory PyTorch keeps (log_softmax's output) too.
 //
-// Shapes. logits, glogits: (N, C, H, W); target: (N, H, W) of class indices, L = unsigned
-// char (uint8 labels, as the loader makes them) or long long (int64); weight (C,) unless
-// weighted is 0 (every class 1); gloss: (N, H, W), or one value for every pixel when
-// gloss_step is 0 (the gradient of a mean, not copied out to every pixel); loss, lse:
-// (N, H, W). Floats share the dtype T of logits.
-// Pixel p = n*HW + hw; its class c logit sits at logits[(n*C + c)*HW + hw], HW apart.
+// Shapes. logits, logp, glogits: (N, C, H, W); target: (N, H, W) of class indices, L =
+// unsigned char (uint8 labels, as the loader makes them) or long long (int64); weight (C,)
+// unless weighted is 0 (every class 1); gloss: (N, H, W), or one value for every pixel when
+// gloss_step is 0 (the gradient of a mean, not copied out to every pixel); loss: (N, H, W).
+// Floats share the dtype T of logits. Pixel p = n*HW + hw; its class c logit sits at
+// logits[(n*C + c)*HW + hw], HW apart.
 //
 // Thread-to-index mapping (256 threads per block):
 //
@@ -25,19 +27,20 @@
 //     backward:  thread i -> glogits element i, decoded (n, c, hw), hw fastest
 //
 // The C logits of one pixel are HW apart, but neighbouring threads take neighbouring pixels,
-// so at every step of the class loop a warp reads 32 consecutive values: coalesced.
+// so at every step of the class loop a warp reads (and writes) 32 consecutive values: coalesced.
 //
 // Pseudo-loop (forward):
 //
 //     for p in parallel:
-//         m = max_c z[c];   s = sum_c exp(z[c] - m);   lse[p] = m + log(s)
-//         loss[p] = 0 if t == ignore_index else weight[t] * (lse[p] - z[t])
+//         m = max_c z[c];   lse = m + log(sum_c exp(z[c] - m))
+//         for c: logp[c] = z[c] - lse
+//         loss[p] = 0 if t == ignore_index else -weight[t] * logp[t]
 //
 // Pseudo-loop (backward):
 //
 //     for n, c, hw in parallel:
 //         coef = 0 if t == ignore_index else gloss[p] * weight[t]
-//         glogits = coef * exp(z - lse[p])  -  (coef if c == t else 0)
+//         glogits = coef * exp(logp)  -  (coef if c == t else 0)
 //
 // Target check. A class index outside [0, C) (other than ignore_index) would read outside
 // weight and logits. The kernels are the only code that looks at every target on the GPU,
@@ -49,28 +52,29 @@
 // minimum names the first launch and its first bad pixel, the same on every run.
 //
 // Optimizations:
-//   - One pass over a pixel's logits for the max and one for the sum: 2*C reads, all
-//     coalesced across the warp.
-//   - lse is kept from the forward; the backward recomputes only the exponentials
-//     (storing the softmax would cost another C*H*W array).
+//   - One pass over a pixel's logits for the max, one for the sum and one writing logp:
+//     3*C accesses, all coalesced across the warp.
+//   - The backward reads logp and takes one exponential per element, no max or sum again.
 //   - Ignored pixels skip the exponential in the backward.
 //   - Not done: an online softmax (running max and rescaled sum in one pass) would halve the
 //     forward's reads.
 
-// Stable log-sum-exp per pixel, then the weighted negative log-likelihood of the target.
+// Stable log-softmax per pixel, then the weighted negative log-likelihood of the target.
 template <typename T, typename L>
 __global__ void cross_entropy_forward(const T* logits, const L* target, const T* weight, int weighted,
                                       long long ignore_index, int N, int C, int HW,
-                                      T* loss, T* lse, long long check, long long* first_bad)
+                                      T* loss, T* logp, long long check, long long* first_bad)
 {
     const int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= N * HW) return;
-    const T* z = logits + (p / HW) * C * HW + p % HW;  // class c at z[c * HW]
+    const int first = (p / HW) * C * HW + p % HW;  // class c of this pixel at [first + c * HW]
+    const T* z = logits + first;
     T m = z[0];
     for (int c = 1; c < C; ++c) m = fmax(m, z[c * HW]);
     T s = 0;
     for (int c = 0; c < C; ++c) s += exp(z[c * HW] - m);
-    lse[p] = m + log(s);
+    const T lse = m + log(s);
+    for (int c = 0; c < C; ++c) logp[first + c * HW] = z[c * HW] - lse;
     const long long t = target[p];
     if (t == ignore_index) {
         loss[p] = 0;
@@ -80,13 +84,13 @@ __global__ void cross_entropy_forward(const T* logits, const L* target, const T*
         atomicMin(first_bad, check << 32 | p);
         return;
     }
-    loss[p] = (weighted ? weight[t] : T(1)) * (lse[p] - z[t * HW]);
+    loss[p] = -(weighted ? weight[t] : T(1)) * logp[first + t * HW];
 }
 
 // coef * (softmax - onehot) per element, coef = gloss * weight[t] (0 if ignored).
 template <typename T, typename L>
-__global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* logits, const L* target,
-                                       const T* weight, int weighted, long long ignore_index, const T* lse,
+__global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* logp, const L* target,
+                                       const T* weight, int weighted, long long ignore_index,
                                        int N, int C, int HW, T* glogits, long long check,
                                        long long* first_bad)
 {
@@ -105,7 +109,7 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
         return;
     }
     const T coef = gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
-    T g = coef != T(0) ? coef * exp(logits[i] - lse[p]) : T(0);
+    T g = coef != T(0) ? coef * exp(logp[i]) : T(0);
     if (c == t) g -= coef;
     glogits[i] = g;
 }

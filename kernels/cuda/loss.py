@@ -53,35 +53,35 @@ def _check_inputs(logits, target, weight, ignore_index):
 def cross_entropy_forward(logits, target, weight, ignore_index):
     """Per-pixel weighted cross-entropy of ``logits`` (N, C, H, W) against ``target`` (N, H, W).
 
-    Returns ``(loss, lse)``, both (N, H, W): ``loss = weight[t]*(lse - logits[t])`` (0 where
-    ``target == ignore_index``; ``weight`` None weighs every class 1) and the log-sum-exp over
-    classes, kept for the backward.
+    Returns ``(loss, logp)``: ``loss`` (N, H, W) is ``-weight[t]*logp[t]`` (0 where ``target ==
+    ignore_index``; ``weight`` None weighs every class 1) and ``logp`` (N, C, H, W) the log
+    softmax over classes, kept for the backward.
     """
     _check_inputs(logits, target, weight, ignore_index)
     N, C, H, W = logits.shape
     loss = cp.empty((N, H, W), dtype=logits.dtype)
-    lse = cp.empty((N, H, W), dtype=logits.dtype)
+    logp = cp.empty_like(logits)
     _module.launch("cross_entropy_forward", (logits.dtype, target.dtype), target.size,
                    (logits, target, logits if weight is None else weight, np.int32(weight is not None),
                     np.int64(ignore_index), *ints(N, C, H * W),
-                    loss, lse, *_check_targets(target, C, ignore_index)))
-    return loss, lse
+                    loss, logp, *_check_targets(target, C, ignore_index)))
+    return loss, logp
 
 
-def cross_entropy_backward(gloss, logits, target, weight, ignore_index, lse):
-    """Gradient of ``cross_entropy_forward``'s per-pixel loss w.r.t. ``logits``.
+def cross_entropy_backward(gloss, logp, target, weight, ignore_index):
+    """Gradient of ``cross_entropy_forward``'s per-pixel loss w.r.t. the logits.
 
     ``gloss`` is the gradient of the loss map: (N, H, W), or 0-d when every pixel has the same
-    one (a mean's or a sum's); ``lse`` what the forward returned. Returns ``glogits`` shaped
-    like ``logits`` (0 at ignored pixels).
+    one (a mean's or a sum's); ``logp`` what the forward returned. Returns ``glogits`` shaped
+    like ``logp`` (0 at ignored pixels).
     """
-    _check_inputs(logits, target, weight, ignore_index)
-    on_gpu(gloss=gloss, lse=lse)
-    check_loss_gradient(gloss, logits, lse)
-    N, C, H, W = logits.shape
-    glogits = cp.empty_like(logits)
-    _module.launch("cross_entropy_backward", (logits.dtype, target.dtype), glogits.size,
-                   (gloss, np.int32(gloss.ndim > 0), logits, target, logits if weight is None else weight,
-                    np.int32(weight is not None), np.int64(ignore_index), lse,
+    _check_inputs(logp, target, weight, ignore_index)
+    on_gpu(gloss=gloss)
+    check_loss_gradient(gloss, logp)
+    N, C, H, W = logp.shape
+    glogits = cp.empty_like(logp)
+    _module.launch("cross_entropy_backward", (logp.dtype, target.dtype), glogits.size,
+                   (gloss, np.int32(gloss.ndim > 0), logp, target, logp if weight is None else weight,
+                    np.int32(weight is not None), np.int64(ignore_index),
                     *ints(N, C, H * W), glogits, *_check_targets(target, C, ignore_index)))
     return glogits

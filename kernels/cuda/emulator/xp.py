@@ -38,11 +38,11 @@ class Stats:
     watchers = []           # counters currently open: each tracks its own peak
 
 
-_live = {}  # id of a NumPy array owning device memory -> (a weak reference to it, its bytes)
+_live = {}  # id of a NumPy array owning device memory -> (a weak reference to it, its Memory)
 
 
 def _release(key):
-    Stats.live_bytes -= _live.pop(key)[1]
+    Stats.live_bytes -= _live.pop(key)[1].size
 
 
 def live_arrays():
@@ -61,7 +61,7 @@ def _track(a):
     root = _root(a)
     key = id(root)
     if key not in _live:
-        _live[key] = (weakref.ref(root), root.nbytes)
+        _live[key] = (weakref.ref(root), Memory(root.nbytes))
         Stats.live_bytes += root.nbytes
         for w in Stats.watchers:
             w.peak_bytes = max(w.peak_bytes, Stats.live_bytes)
@@ -96,10 +96,17 @@ _DEVICE = Device()
 
 class MemoryPointer:
     """``ndarray.data``, as in CuPy: ``.ptr`` is the address of the first element, ``.mem`` the
-    allocation it lies in (one object per allocation)."""
+    allocation it lies in (the same object for every array that views it)."""
 
     def __init__(self, ptr, mem):
         self.ptr, self.mem = ptr, mem
+
+
+class Memory:
+    """One allocation of device memory, as CuPy's: its ``size`` in bytes."""
+
+    def __init__(self, size):
+        self.size = size
 
 
 class ndarray:
@@ -132,7 +139,7 @@ class ndarray:
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
     device = property(lambda self: _DEVICE)
-    data = property(lambda self: MemoryPointer(self._a.ctypes.data, _root(self._a)))
+    data = property(lambda self: MemoryPointer(self._a.ctypes.data, _live[id(_root(self._a))][1]))
     T = property(lambda self: _wrap(self._a.T))
 
     def __len__(self):
@@ -146,6 +153,12 @@ class ndarray:
             out[...] = self._a
             return out
         return np.array(self._a, order=order)
+
+    def set(self, array, stream=None):
+        """Copy the host array ``array`` (same shape and dtype) into this device array."""
+        if not isinstance(array, np.ndarray) or array.shape != self.shape or array.dtype != self.dtype:
+            raise ValueError(f"set: expected a NumPy array of shape {self.shape} and dtype {self.dtype}")
+        self._a[...] = array
 
     def item(self, *args):
         """One element as a Python number."""
@@ -359,6 +372,16 @@ class _Stream:
         """Nothing to wait for: launches finish before they return."""
 
 
+class _Event:
+    """``cupy.cuda.Event``: recorded after work that, here, has already finished."""
+
+    def record(self, stream=None):
+        """Mark this point of the stream."""
+
+    def synchronize(self):
+        """Wait for the work before the mark: it is done."""
+
+
 class _Runtime:
     @staticmethod
     def getDeviceCount():
@@ -371,6 +394,7 @@ class _Cuda:
 
     runtime = _Runtime()
     Device = staticmethod(lambda device=0: _DEVICE)
+    Event = _Event
 
     @staticmethod
     def get_current_stream():
