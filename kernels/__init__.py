@@ -29,8 +29,8 @@ The shared API (both backends)::
     adaptive_avg_pool2d_backward(gy, x_shape) -> gx
     bilinear_forward(x, size, ratio, align_corners) -> y                  # ratio: source px per output px
     bilinear_backward(gy, x_shape, ratio, align_corners) -> gx
-    cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, logp)   # logp: log softmax
-    cross_entropy_backward(gloss, logp, target, weight, ignore_index) -> glogits
+    cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, prob)   # prob: softmax
+    cross_entropy_backward(gloss, prob, target, weight, ignore_index) -> glogits
     dropout(x, p, seed, offset) -> x * mask          # counter-based random; backward: dropout(gy, ...)
     sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov) -> None  # in place
 """

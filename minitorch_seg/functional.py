@@ -405,8 +405,8 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, reduction):
-        loss, logp = _kernels(logits).cross_entropy_forward(logits, target, weight, ignore_index)
-        ctx.save_for_backward(logp, target, weight)
+        loss, prob = _kernels(logits).cross_entropy_forward(logits, target, weight, ignore_index)
+        ctx.save_for_backward(prob, target, weight)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
         if reduction == "none":
             return loss
@@ -420,11 +420,11 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        logp, target, weight = ctx.saved_tensors
+        prob, target, weight = ctx.saved_tensors
         if ctx.reduction == "mean":
             g = g / ctx.denominator
         # A reduced loss hands every pixel the same gradient: the kernel reads that one value.
-        glogits = _kernels(g).cross_entropy_backward(g, logp, target, weight, ctx.ignore_index)
+        glogits = _kernels(g).cross_entropy_backward(g, prob, target, weight, ctx.ignore_index)
         return glogits, None, None, None, None
 
 

@@ -190,8 +190,8 @@ def test_cross_entropy_matches_torch(dtype, ignore_index, logit_scale):
     weight = rng.uniform(0.5, 2.0, C).astype(dtype)
     gloss = randn(rng, (N, H, W), dtype)
 
-    loss, logp = cross_entropy_forward(logits, target, weight, ignore_index)
-    glogits = cross_entropy_backward(gloss, logp, target, weight, ignore_index)
+    loss, prob = cross_entropy_forward(logits, target, weight, ignore_index)
+    glogits = cross_entropy_backward(gloss, prob, target, weight, ignore_index)
 
     ref_loss, (ref_g,) = torch_forward_backward(
         lambda z: F.cross_entropy(z, torch.tensor(target), weight=torch.tensor(weight),
@@ -199,15 +199,15 @@ def test_cross_entropy_matches_torch(dtype, ignore_index, logit_scale):
         (logits,), gloss)
     kept = target != ignore_index
     close(loss, ref_loss, dtype)
-    close(logp, F.log_softmax(torch.tensor(logits), dim=1), dtype)
+    close(prob, F.softmax(torch.tensor(logits), dim=1), dtype)
     close(glogits, ref_g, dtype)
     assert not glogits.transpose(0, 2, 3, 1)[~kept].any()
     # No weight is weight 1; a 0-d gloss is that gradient at every pixel.
     np.testing.assert_array_equal(cross_entropy_forward(logits, target, None, ignore_index)[0],
                                   cross_entropy_forward(logits, target, np.ones(C, dtype), ignore_index)[0])
     np.testing.assert_array_equal(
-        cross_entropy_backward(np.asarray(0.3, dtype), logp, target, weight, ignore_index),
-        cross_entropy_backward(np.full((N, H, W), 0.3, dtype), logp, target, weight, ignore_index))
+        cross_entropy_backward(np.asarray(0.3, dtype), prob, target, weight, ignore_index),
+        cross_entropy_backward(np.full((N, H, W), 0.3, dtype), prob, target, weight, ignore_index))
 
 
 # ---------------------------------------------------------------------------- validation

@@ -238,19 +238,19 @@ def test_cross_entropy(dtype, ignore_index, labels, logit_scale):
     target[rng.random((N, H, W)) < 0.25] = ignore_index
     assert (target == ignore_index).any() and (target != ignore_index).any()
     for weight in (rng.uniform(0.5, 2.0, C).astype(dtype), None):  # None: every class weighs 1
-        _, logp = cpu.cross_entropy_forward(logits, target, weight, ignore_index)
+        _, prob = cpu.cross_entropy_forward(logits, target, weight, ignore_index)
         check("cross_entropy_forward", logits, target, weight, ignore_index)
-        check("cross_entropy_backward", randn((N, H, W), dtype, seed=1), logp, target, weight, ignore_index)
-        check("cross_entropy_backward", np.asarray(0.7, dtype), logp, target, weight, ignore_index)
+        check("cross_entropy_backward", randn((N, H, W), dtype, seed=1), prob, target, weight, ignore_index)
+        check("cross_entropy_backward", np.asarray(0.7, dtype), prob, target, weight, ignore_index)
 
 
 def test_cross_entropy_every_pixel_ignored():
     logits = randn((1, 3, 2, 2), np.float32)
     target = np.full((1, 2, 2), 255, np.int64)
     weight = np.ones(3, np.float32)
-    _, logp = cpu.cross_entropy_forward(logits, target, weight, 255)
+    _, prob = cpu.cross_entropy_forward(logits, target, weight, 255)
     check("cross_entropy_forward", logits, target, weight, 255)
-    check("cross_entropy_backward", np.ones((1, 2, 2), np.float32), logp, target, weight, 255)
+    check("cross_entropy_backward", np.ones((1, 2, 2), np.float32), prob, target, weight, 255)
 
 
 # ----------------------------------------------------------------------------- dropout

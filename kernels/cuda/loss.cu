@@ -3,18 +3,19 @@
 // Math. For pixel (n, h, w) with logits z_c = logits[n, c, h, w] and class t = target[n, h, w]:
 //
 //     m      = max_c z_c                              (subtracted so exp never overflows)
-//     lse    = m + log(sum_c exp(z_c - m))            (log of the softmax denominator)
-//     logp_c = z_c - lse                              (log softmax)
-//     loss   = -weight[t] * logp_t
+//     s      = sum_c exp(z_c - m);   lse = m + log(s)  (log of the softmax denominator)
+//     prob_c = exp(z_c - m) / s                       (softmax)
+//     loss   = weight[t] * (lse - z_t)                (= -weight[t] * log prob_t)
 //
-// and loss = 0 where t == ignore_index. Differentiating, with softmax_c = exp(logp_c):
+// and loss = 0 where t == ignore_index. Differentiating:
 //
-//     glogits[n, c, h, w] = gloss[n, h, w] * weight[t] * (softmax_c - [c == t])
+//     glogits[n, c, h, w] = gloss[n, h, w] * weight[t] * (prob_c - [c == t])
 //
-// (0 where ignored). The forward writes logp, which is all the backward needs, so the
-// logits can be freed after it: the memory PyTorch keeps (log_softmax's output) too.
+// (0 where ignored). The forward writes prob, which is all the backward needs: no
+// exponential there, and the logits can be freed after the forward (PyTorch keeps an array
+// of the same size, log_softmax's output).
 //
-// Shapes. logits, logp, glogits: (N, C, H, W); target: (N, H, W) of class indices, L =
+// Shapes. logits, prob, glogits: (N, C, H, W); target: (N, H, W) of class indices, L =
 // unsigned char (uint8 labels, as the loader makes them) or long long (int64); weight (C,)
 // unless weighted is 0 (every class 1); gloss: (N, H, W), or one value for every pixel when
 // gloss_step is 0 (the gradient of a mean, not copied out to every pixel); loss: (N, H, W).
@@ -32,15 +33,15 @@
 // Pseudo-loop (forward):
 //
 //     for p in parallel:
-//         m = max_c z[c];   lse = m + log(sum_c exp(z[c] - m))
-//         for c: logp[c] = z[c] - lse
-//         loss[p] = 0 if t == ignore_index else -weight[t] * logp[t]
+//         m = max_c z[c];   s = sum_c exp(z[c] - m)
+//         for c: prob[c] = exp(z[c] - m) / s
+//         loss[p] = 0 if t == ignore_index else weight[t] * (m + log(s) - z[t])
 //
 // Pseudo-loop (backward):
 //
 //     for n, c, hw in parallel:
 //         coef = 0 if t == ignore_index else gloss[p] * weight[t]
-//         glogits = coef * exp(logp)  -  (coef if c == t else 0)
+//         glogits = coef * prob  -  (coef if c == t else 0)
 //
 // Target check. A class index outside [0, C) (other than ignore_index) would read outside
 // weight and logits. The kernels are the only code that looks at every target on the GPU,
@@ -52,18 +53,19 @@
 // minimum names the first launch and its first bad pixel, the same on every run.
 //
 // Optimizations:
-//   - One pass over a pixel's logits for the max, one for the sum and one writing logp:
-//     3*C accesses, all coalesced across the warp.
-//   - The backward reads logp and takes one exponential per element, no max or sum again.
+//   - One pass over a pixel's logits for the max, one for the sum and one writing prob
+//     (the exponential taken again rather than stored and read back: on a GPU memory
+//     costs more than arithmetic), all coalesced across the warp.
+//   - The backward is one multiply-add per element: no exponential, no max or sum again.
 //   - Ignored pixels skip the exponential in the backward.
 //   - Not done: an online softmax (running max and rescaled sum in one pass) would halve the
 //     forward's reads.
 
-// Stable log-softmax per pixel, then the weighted negative log-likelihood of the target.
+// Stable softmax per pixel, then the weighted negative log-likelihood of the target.
 template <typename T, typename L>
 __global__ void cross_entropy_forward(const T* logits, const L* target, const T* weight, int weighted,
                                       long long ignore_index, int N, int C, int HW,
-                                      T* loss, T* logp, long long check, long long* first_bad)
+                                      T* loss, T* prob, long long check, long long* first_bad)
 {
     const int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= N * HW) return;
@@ -73,8 +75,8 @@ __global__ void cross_entropy_forward(const T* logits, const L* target, const T*
     for (int c = 1; c < C; ++c) m = fmax(m, z[c * HW]);
     T s = 0;
     for (int c = 0; c < C; ++c) s += exp(z[c * HW] - m);
-    const T lse = m + log(s);
-    for (int c = 0; c < C; ++c) logp[first + c * HW] = z[c * HW] - lse;
+    const T inv = T(1) / s;
+    for (int c = 0; c < C; ++c) prob[first + c * HW] = exp(z[c * HW] - m) * inv;
     const long long t = target[p];
     if (t == ignore_index) {
         loss[p] = 0;
@@ -84,12 +86,12 @@ __global__ void cross_entropy_forward(const T* logits, const L* target, const T*
         atomicMin(first_bad, check << 32 | p);
         return;
     }
-    loss[p] = -(weighted ? weight[t] : T(1)) * logp[first + t * HW];
+    loss[p] = (weighted ? weight[t] : T(1)) * (m + log(s) - z[t * HW]);
 }
 
-// coef * (softmax - onehot) per element, coef = gloss * weight[t] (0 if ignored).
+// coef * (prob - onehot) per element, coef = gloss * weight[t] (0 if ignored).
 template <typename T, typename L>
-__global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* logp, const L* target,
+__global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* prob, const L* target,
                                        const T* weight, int weighted, long long ignore_index,
                                        int N, int C, int HW, T* glogits, long long check,
                                        long long* first_bad)
@@ -109,7 +111,5 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
         return;
     }
     const T coef = gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
-    T g = coef != T(0) ? coef * exp(logp[i]) : T(0);
-    if (c == t) g -= coef;
-    glogits[i] = g;
+    glogits[i] = coef * prob[i] - (c == t ? coef : T(0));
 }

@@ -53,35 +53,35 @@ def _check_inputs(logits, target, weight, ignore_index):
 def cross_entropy_forward(logits, target, weight, ignore_index):
     """Per-pixel weighted cross-entropy of ``logits`` (N, C, H, W) against ``target`` (N, H, W).
 
-    Returns ``(loss, logp)``: ``loss`` (N, H, W) is ``-weight[t]*logp[t]`` (0 where ``target ==
-    ignore_index``; ``weight`` None weighs every class 1) and ``logp`` (N, C, H, W) the log
-    softmax over classes, kept for the backward.
+    Returns ``(loss, prob)``: ``loss`` (N, H, W) is ``-weight[t]*log prob[t]`` (0 where ``target
+    == ignore_index``; ``weight`` None weighs every class 1) and ``prob`` (N, C, H, W) the softmax
+    over classes, kept for the backward.
     """
     _check_inputs(logits, target, weight, ignore_index)
     N, C, H, W = logits.shape
     loss = cp.empty((N, H, W), dtype=logits.dtype)
-    logp = cp.empty_like(logits)
+    prob = cp.empty_like(logits)
     _module.launch("cross_entropy_forward", (logits.dtype, target.dtype), target.size,
                    (logits, target, logits if weight is None else weight, np.int32(weight is not None),
                     np.int64(ignore_index), *ints(N, C, H * W),
-                    loss, logp, *_check_targets(target, C, ignore_index)))
-    return loss, logp
+                    loss, prob, *_check_targets(target, C, ignore_index)))
+    return loss, prob
 
 
-def cross_entropy_backward(gloss, logp, target, weight, ignore_index):
+def cross_entropy_backward(gloss, prob, target, weight, ignore_index):
     """Gradient of ``cross_entropy_forward``'s per-pixel loss w.r.t. the logits.
 
     ``gloss`` is the gradient of the loss map: (N, H, W), or 0-d when every pixel has the same
-    one (a mean's or a sum's); ``logp`` what the forward returned. Returns ``glogits`` shaped
-    like ``logp`` (0 at ignored pixels).
+    one (a mean's or a sum's); ``prob`` what the forward returned. Returns ``glogits`` shaped
+    like ``prob`` (0 at ignored pixels).
     """
-    _check_inputs(logp, target, weight, ignore_index)
+    _check_inputs(prob, target, weight, ignore_index)
     on_gpu(gloss=gloss)
-    check_loss_gradient(gloss, logp)
-    N, C, H, W = logp.shape
-    glogits = cp.empty_like(logp)
-    _module.launch("cross_entropy_backward", (logp.dtype, target.dtype), glogits.size,
-                   (gloss, np.int32(gloss.ndim > 0), logp, target, logp if weight is None else weight,
+    check_loss_gradient(gloss, prob)
+    N, C, H, W = prob.shape
+    glogits = cp.empty_like(prob)
+    _module.launch("cross_entropy_backward", (prob.dtype, target.dtype), glogits.size,
+                   (gloss, np.int32(gloss.ndim > 0), prob, target, prob if weight is None else weight,
                     np.int32(weight is not None), np.int64(ignore_index),
                     *ints(N, C, H * W), glogits, *_check_targets(target, C, ignore_index)))
     return glogits
