@@ -1,16 +1,21 @@
-"""Hand-written kernels, one module per op family, the same names on both backends.
+"""Hand-written kernels, and the ops written once above them.
 
-``kernels.cpu`` holds Numba kernels on NumPy arrays, ``kernels.cuda`` CUDA C kernels on
-CuPy arrays (or the emulated GPU's: ``kernels.device`` decides which). Code above this package never picks a backend by a flag: it asks
-:func:`backend_for` with the array it holds and calls the function of the same name there.
+Three floors, each importing only the one below::
 
-Every function takes C-contiguous float32 or float64 arrays (targets: uint8 or int64),
-allocates and returns its outputs, and never modifies its inputs, except the running
-statistics of ``batchnorm_forward_train`` and the parameters and momentum buffers of
-``sgd_step``, which they update in place. Geometry arguments are tuples of two
-Python ints ``(h, w)``. The launcher of each function validates; the kernels trust.
+    kernels.ops       each op once, over the array module xp: shapes, outputs, the driver
+    kernels.cpu       Numba kernels on NumPy arrays          } the same names and arguments,
+    kernels.cuda      CUDA C kernels (.cu) on CuPy arrays    } the outputs passed in
 
-The shared API (both backends)::
+``kernels.device`` decides what device ``"cuda"`` is (a GPU through CuPy, or the emulated
+GPU) and counts what runs there. ``kernels`` imports nothing of ``minitorch_seg``: the
+autograd engine calls the ops; the ops call :func:`backend_for` of their input and the
+function of the same name there.
+
+The ops (``kernels.ops``, re-exported here) trust their arguments: ``minitorch_seg.functional`` checks them.
+They take C-contiguous float32 or float64 arrays of one dtype (targets: uint8 or int64),
+geometry as pairs of Python ints ``(h, w)``, allocate and return their outputs, and never
+modify their inputs, except the running statistics of ``batchnorm_forward_train`` and the
+arrays ``sgd_step`` updates::
 
     conv2d_forward(x, w, stride, padding, dilation) -> y                   # groups == 1, no bias
     conv2d_backward_input(gy, w, x_shape, stride, padding, dilation) -> gx
@@ -33,13 +38,29 @@ The shared API (both backends)::
     cross_entropy_backward(gloss, prob, target, weight, ignore_index) -> glogits
     dropout(x, p, seed, offset) -> x * mask          # counter-based random; backward: dropout(gy, ...)
     sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov) -> None  # in place
+
+A backend (``kernels.cpu``, ``kernels.cuda``) supplies the loops, with the outputs passed in::
+
+    im2col(x, kernel, stride, padding, dilation, col)
+    col2im(gcol, kernel, stride, padding, dilation, gx)
+    depthwise_forward(x, w, stride, padding, dilation, y)
+    depthwise_backward_input(gy, w, stride, padding, dilation, gx)
+    depthwise_backward_weight(gy, x, stride, padding, dilation, gw)
+    batchnorm_forward_train(x, weight, bias, eps, update, running_mean, running_var, momentum, relu, y, mean, invstd)
+    batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu, y)
+    batchnorm_backward_train(gy, x, mean, invstd, weight, relu, y, gx, gweight, gbias)
+    batchnorm_backward_eval(gy, x, mean, var, weight, eps, relu, y, gx, gweight, gbias)
+    avg_pool2d_forward(x, kernel, stride, padding, y)
+    avg_pool2d_backward(gy, kernel, stride, padding, gx)
+    adaptive_avg_pool2d_forward(x, y)
+    adaptive_avg_pool2d_backward(gy, gx)
+    bilinear_forward(x, ratio, align_corners, y)
+    bilinear_backward(gy, ratio, align_corners, gx)
+    cross_entropy_forward(logits, target, weight, weighted, ignore_index, loss, prob)
+    cross_entropy_backward(gloss, prob, target, weight, weighted, ignore_index, glogits)
+    dropout(x, p, seed, offset, y)
+    sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov)
 """
-from . import cpu, device
-
-
-def backend_for(array):
-    """Return the kernel module (``kernels.cpu`` or ``kernels.cuda``) for where ``array`` lives."""
-    if device.is_device_array(array):
-        from . import cuda
-        return cuda
-    return cpu
+from . import device, ops  # noqa: F401
+from .ops import *  # noqa: F401,F403
+from .ops import backend_for  # noqa: F401

@@ -11,7 +11,6 @@ and never imports CuPy itself.
 reads and the peak bytes of live device arrays.
 """
 import os
-import sys
 
 import numpy as np
 
@@ -90,9 +89,33 @@ def to_host(array):
     are raised, as a GPU reports a device-side assert at the next synchronization.
     """
     host = array.get()
-    if "kernels.cuda._module" in sys.modules:
-        sys.modules["kernels.cuda._module"].run_deferred()
+    run_deferred()
     return host
+
+
+class Stats:
+    """Launches of our kernels so far (``kernels/cuda/launch.py`` counts them), on either device."""
+
+    our_launches = 0
+
+
+_deferred = []  # checks to run at the next read from the device
+
+
+def defer(check):
+    """Run ``check()`` (which may raise) at the next read from the device, ``kernels.device.to_host``.
+
+    A kernel that finds bad input cannot raise: it records what it found in device memory.
+    Reading that back at once would make the host wait for the GPU; a GPU program learns of
+    such errors at its next read instead, and so does this package.
+    """
+    _deferred.append(check)
+
+
+def run_deferred():
+    """Run and forget the deferred checks (called after each read from the device)."""
+    while _deferred:
+        _deferred.pop(0)()
 
 
 class Uploader:
@@ -169,24 +192,22 @@ class counters:
     """
 
     def __enter__(self):
-        from .cuda import _module
         self.result = Counters()
-        self._ours = _module.Stats.our_launches
+        self._ours = Stats.our_launches
         if is_emulated():
-            from .cuda.emulator.xp import Stats
-            self._stats = Stats
-            self._start = (Stats.library_launches, Stats.syncs)
-            self.result.peak_bytes = self.result.start_bytes = Stats.live_bytes
-            Stats.watchers.append(self.result)
+            from .cuda.emulator.xp import Stats as emulated
+            self._stats = emulated
+            self._start = (emulated.library_launches, emulated.syncs)
+            self.result.peak_bytes = self.result.start_bytes = emulated.live_bytes
+            emulated.watchers.append(self.result)
         else:
-            self._hook = _module.peak_memory_hook(self.result)
+            self._hook = _peak_memory_hook(self.result)
             self._hook.__enter__()
         return self.result
 
     def __exit__(self, *exc):
-        from .cuda import _module
         r = self.result
-        r.our_launches = _module.Stats.our_launches - self._ours
+        r.our_launches = Stats.our_launches - self._ours
         if is_emulated():
             self._stats.watchers.remove(r)
             r.library_launches = self._stats.library_launches - self._start[0]
@@ -195,3 +216,24 @@ class counters:
             self._hook.__exit__(*exc)
             r.library_launches = r.syncs = None
         return False
+
+
+def _peak_memory_hook(counters):
+    """A CuPy memory hook that keeps ``counters.peak_bytes`` at the most bytes in use (real GPU)."""
+    cp = array_module()
+
+    class PeakMemory(cp.cuda.MemoryHook):
+        name = "mts-peak-memory"
+
+        def __init__(self):
+            self.used = cp.get_default_memory_pool().used_bytes()
+            counters.peak_bytes = counters.start_bytes = self.used
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            self.used += mem_size
+            counters.peak_bytes = max(counters.peak_bytes, self.used)
+
+        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
+            self.used -= mem_size
+
+    return PeakMemory()

@@ -1,16 +1,17 @@
 """The differentiable operations, with PyTorch's names, argument orders and semantics.
 
 Each public function checks its arguments (a clear error names the argument, what was
-expected and what was given), then calls a :class:`Function` whose ``forward`` and
-``backward`` hand the arrays to the kernels of the backend where they live
-(``kernels.backend_for``). Small elementwise pieces (ReLU, softmax, dropout, cat, the bias)
-are array expressions that run unchanged on NumPy and CuPy.
+expected and what was given): this is the one layer that checks. It then calls a
+:class:`Function` whose ``forward`` and ``backward`` hand C-contiguous arrays to the ops of
+``kernels`` (``kernels/ops.py``), which trust them and run the kernels of the device where
+the arrays live. Small elementwise pieces (ReLU, softmax, cat, the bias) are array
+expressions that run unchanged on NumPy and CuPy.
 """
 import numbers
 
 import numpy as np
 
-import kernels
+from kernels import ops
 
 from . import backend
 from . import random as mrandom
@@ -35,8 +36,8 @@ def _check_input(op, name, t, ndim=None, shape_doc=""):
         raise TypeError(f"{op}: {name}: expected a Tensor, got {type(t).__name__}")
     if ndim is not None and t.ndim != ndim:
         raise ValueError(f"{op}: {name}: expected a {ndim}-D tensor {shape_doc}, got shape {t.shape}")
-    if t.dtype.kind != "f":
-        raise TypeError(f"{op}: {name}: expected a floating-point tensor, got {t.dtype}")
+    if t.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{op}: {name}: expected a float32 or float64 tensor, got {t.dtype}")
 
 
 def _check_like(op, name, t, ref, shape=None):
@@ -51,8 +52,9 @@ def _check_like(op, name, t, ref, shape=None):
         raise ValueError(f"{op}: {name}: expected shape {tuple(shape)}, got {t.shape}")
 
 
-def _kernels(a):
-    return kernels.backend_for(a)
+def _contiguous(*arrays):
+    """The arrays, C-contiguous (as the kernels read them): a copy only of those that are not."""
+    return tuple(a if a.flags.c_contiguous else backend.xp_of(a).ascontiguousarray(a) for a in arrays)
 
 
 # --- convolution ----------------------------------------------------------------------------
@@ -61,8 +63,8 @@ class Conv2d(Function):
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, depthwise):
-        K = _kernels(x)
-        conv = K.depthwise_forward if depthwise else K.conv2d_forward
+        x, w = _contiguous(x, w)
+        conv = ops.depthwise_forward if depthwise else ops.conv2d_forward
         y = conv(x, w, stride, padding, dilation)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
@@ -74,11 +76,11 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
-        K = _kernels(gy)
+        (gy,) = _contiguous(gy)
         if ctx.depthwise:
-            back_input, back_weight = K.depthwise_backward_input, K.depthwise_backward_weight
+            back_input, back_weight = ops.depthwise_backward_input, ops.depthwise_backward_weight
         else:
-            back_input, back_weight = K.conv2d_backward_input, K.conv2d_backward_weight
+            back_input, back_weight = ops.conv2d_backward_input, ops.conv2d_backward_weight
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx = back_input(gy, w, x.shape, *ctx.geometry) if need_x else None
         gw = back_weight(gy, x, w.shape, *ctx.geometry) if need_w else None
@@ -128,28 +130,30 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
-        K, xp = _kernels(x), backend.xp_of(x)
+        xp = backend.xp_of(x)
+        (x,) = _contiguous(x)
         c = x.shape[1]
         weight = xp.ones(c, x.dtype) if weight is None else weight
         bias = xp.zeros(c, x.dtype) if bias is None else bias
+        weight, bias = _contiguous(weight, bias)
         ctx.training, ctx.eps = training, eps
         if training:
-            y, a, b = K.batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum,
-                                                relu)
+            y, a, b = ops.batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum,
+                                                  relu)
         else:
-            y = K.batchnorm_forward_eval(x, running_mean, running_var, weight, bias, eps, relu)
+            y = ops.batchnorm_forward_eval(x, running_mean, running_var, weight, bias, eps, relu)
             a, b = running_mean.copy(), running_var.copy()
         ctx.save_for_backward(x, weight, a, b, y if relu else None)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        K = _kernels(gy)
         x, weight, a, b, y = ctx.saved_tensors
+        (gy,) = _contiguous(gy)
         if ctx.training:
-            gx, gw, gb = K.batchnorm_backward_train(gy, x, a, b, weight, y)
+            gx, gw, gb = ops.batchnorm_backward_train(gy, x, a, b, weight, y)
         else:
-            gx, gw, gb = K.batchnorm_backward_eval(gy, x, a, b, weight, ctx.eps, y)
+            gx, gw, gb = ops.batchnorm_backward_eval(gy, x, a, b, weight, ctx.eps, y)
         return gx, gw, gb, None, None, None, None, None, None
 
 
@@ -180,6 +184,9 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
                     ("weight", weight), ("bias", bias)):
         if t is not None:
             _check_like(op, name, t, input, (c,))
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and not t.data.flags.c_contiguous:  # updated in place: no copy will do
+            raise ValueError(f"{op}: {name}: expected a contiguous tensor (it is updated in place)")
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: running_mean/running_var: required when training=False")
     if training and input.numel() // c < 2:
@@ -217,11 +224,11 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, p):
         ctx.p, ctx.stream = p, mrandom.take(x.size)
-        return _kernels(x).dropout(x, p, *ctx.stream)
+        return ops.dropout(*_contiguous(x), p, *ctx.stream)
 
     @staticmethod
     def backward(ctx, g):
-        return _kernels(g).dropout(g, ctx.p, *ctx.stream), None
+        return ops.dropout(*_contiguous(g), ctx.p, *ctx.stream), None
 
 
 def dropout(input, p=0.5, training=True):
@@ -314,11 +321,11 @@ class AvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding):
         ctx.args = x.shape, kernel_size, stride, padding
-        return _kernels(x).avg_pool2d_forward(x, kernel_size, stride, padding)
+        return ops.avg_pool2d_forward(*_contiguous(x), kernel_size, stride, padding)
 
     @staticmethod
     def backward(ctx, g):
-        return _kernels(g).avg_pool2d_backward(g, *ctx.args), None, None, None
+        return ops.avg_pool2d_backward(*_contiguous(g), *ctx.args), None, None, None
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0):
@@ -339,11 +346,11 @@ class AdaptiveAvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, output_size):
         ctx.shape = x.shape
-        return _kernels(x).adaptive_avg_pool2d_forward(x, output_size)
+        return ops.adaptive_avg_pool2d_forward(*_contiguous(x), output_size)
 
     @staticmethod
     def backward(ctx, g):
-        return _kernels(g).adaptive_avg_pool2d_backward(g, ctx.shape), None
+        return ops.adaptive_avg_pool2d_backward(*_contiguous(g), ctx.shape), None
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -358,11 +365,11 @@ class Bilinear(Function):
     @staticmethod
     def forward(ctx, x, size, ratio, align_corners):
         ctx.args = x.shape, ratio, align_corners
-        return _kernels(x).bilinear_forward(x, size, ratio, align_corners)
+        return ops.bilinear_forward(*_contiguous(x), size, ratio, align_corners)
 
     @staticmethod
     def backward(ctx, g):
-        return _kernels(g).bilinear_backward(g, *ctx.args), None, None, None
+        return ops.bilinear_backward(*_contiguous(g), *ctx.args), None, None, None
 
 
 def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=False):
@@ -405,7 +412,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, reduction):
-        loss, prob = _kernels(logits).cross_entropy_forward(logits, target, weight, ignore_index)
+        loss, prob = ops.cross_entropy_forward(*_contiguous(logits), target, weight, ignore_index)
         ctx.save_for_backward(prob, target, weight)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
         if reduction == "none":
@@ -424,7 +431,7 @@ class CrossEntropy(Function):
         if ctx.reduction == "mean":
             g = g / ctx.denominator
         # A reduced loss hands every pixel the same gradient: the kernel reads that one value.
-        glogits = _kernels(g).cross_entropy_backward(g, prob, target, weight, ctx.ignore_index)
+        glogits = ops.cross_entropy_backward(*_contiguous(g), prob, target, weight, ctx.ignore_index)
         return glogits, None, None, None, None
 
 
@@ -455,7 +462,7 @@ def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"
     xp = backend.xp_of(input.data)
     if weight is not None:
         _check_like(op, "weight", weight, input, (c,))
-    w = None if weight is None else weight.data
+    w = None if weight is None else _contiguous(weight.data)[0]
     logits = input if input.ndim == 4 else input.reshape(n, c, 1, 1)
     if t.dtype not in (np.uint8, np.int64):  # the kernels read uint8 labels or int64 indices
         t = t.astype(np.int64)

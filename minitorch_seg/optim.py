@@ -7,10 +7,10 @@ The update is PyTorch's (``torch.optim.SGD`` with dampening 0), for each paramet
     g = g + momentum * buf       (nesterov)        g = buf                    (otherwise)
     p = p - lr * g
 
-It runs as one kernel call per parameter group (``kernels.*.sgd_step``) that updates all of
+It runs as one kernel call per parameter group (per device and dtype within it) (``kernels.ops.sgd_step``) that updates all of
 the group's parameters, with buffers that start at 0 (so the first step gives buf = g).
 """
-import kernels
+from kernels import ops
 
 from . import backend
 
@@ -57,19 +57,29 @@ class SGD:
     def step(self):
         """Update every parameter that has a gradient, in place: one kernel call per group."""
         for group in self.param_groups:
-            chosen = [(i, p) for i, p in self._group_params(group) if p.grad is not None]
-            if not chosen:
-                continue
-            params = [p.data for _, p in chosen]
-            buffers = []
-            if group["momentum"]:
-                for i, p in chosen:
-                    if i not in self.momentum_buffers:  # 0 before the first step: then b = g
-                        self.momentum_buffers[i] = backend.xp_of(p.data).zeros_like(p.data)
-                    buffers.append(self.momentum_buffers[i])
-            kernels.backend_for(params[0]).sgd_step(
-                params, [p.grad.data for _, p in chosen], buffers, group["lr"], group["momentum"],
-                group["weight_decay"], group["nesterov"])
+            alike = {}  # a kernel call takes arrays of one device and one dtype
+            for i, p in self._group_params(group):
+                if p.grad is not None:
+                    alike.setdefault((p.device, p.dtype), []).append((i, p))
+            for chosen in alike.values():
+                self._update(group, chosen)
+
+    def _update(self, group, chosen):
+        """One ``sgd_step`` call for the (index, parameter) pairs ``chosen``, all of one device and dtype."""
+        for i, p in chosen:
+            if not p.data.flags.c_contiguous:  # updated in place: no copy will do
+                raise ValueError(f"SGD: params[{i}]: expected a contiguous parameter, got strides "
+                                 f"{p.data.strides} for shape {p.shape}")
+        buffers = []
+        if group["momentum"]:
+            for i, p in chosen:
+                if i not in self.momentum_buffers:  # 0 before the first step: then b = g
+                    self.momentum_buffers[i] = backend.xp_of(p.data).zeros_like(p.data)
+                buffers.append(self.momentum_buffers[i])
+        grads = [p.grad.data if p.grad.data.flags.c_contiguous else backend.xp_of(p.data).ascontiguousarray(p.grad.data)
+                 for _, p in chosen]
+        ops.sgd_step([p.data for _, p in chosen], grads, buffers, group["lr"], group["momentum"],
+                     group["weight_decay"], group["nesterov"])
 
     def _group_params(self, group):
         """(index over all groups, parameter) for the parameters of ``group``."""

@@ -1,11 +1,13 @@
-"""CPU convolution kernels (dense conv2d and depthwise) against PyTorch, plus launcher checks."""
+"""The convolution ops (dense conv2d and depthwise) on the CPU against PyTorch, plus their checks
+(which live in ``minitorch_seg.functional``)."""
 import itertools
 
 import numpy as np
 import pytest
 
-from kernels.cpu.conv2d import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
-from kernels.cpu.depthwise import depthwise_backward_input, depthwise_backward_weight, depthwise_forward
+import minitorch_seg as mts
+from kernels.ops import (conv2d_backward_input, conv2d_backward_weight, conv2d_forward, depthwise_backward_input,
+                         depthwise_backward_weight, depthwise_forward)
 
 torch = pytest.importorskip("torch")
 
@@ -106,66 +108,26 @@ def test_single_image_single_channel(op):
     _check_op(op, 1, 1, 7, 9, ((3, 3), (2, 2), (1, 1), (1, 1)), np.float64)
 
 
-# ----------------------------------------------------------------------------- launchers
+# ----------------------------------------------------------------------------- checks
 
-GEOM = ((1, 1), (1, 1), (1, 1))
-
-
-def _arrays(dtype=np.float32):
-    x = np.zeros((2, 3, 8, 8), dtype)
-    return x, np.zeros((4, 3, 3, 3), dtype), np.zeros((3, 1, 3, 3), dtype), np.zeros((2, 4, 8, 8), dtype)
-
-
-def test_conv2d_forward_rejects_bad_inputs():
-    x, w, _, _ = _arrays()
-    with pytest.raises(TypeError, match="x: expected float32 or float64, got int64"):
-        conv2d_forward(x.astype(np.int64), w, *GEOM)
-    with pytest.raises(TypeError, match="w: expected dtype float32"):
-        conv2d_forward(x, w.astype(np.float64), *GEOM)
-    with pytest.raises(ValueError, match="x: expected a C-contiguous array"):
-        conv2d_forward(np.zeros((2, 3, 8, 16), np.float32)[..., ::2], w, *GEOM)
-    with pytest.raises(ValueError, match=r"x: expected 4 dimensions, got shape \(3, 8, 8\)"):
-        conv2d_forward(x[0], w, *GEOM)
-    with pytest.raises(ValueError, match="w: expected 3 input channels"):
-        conv2d_forward(x, np.zeros((4, 2, 3, 3), np.float32), *GEOM)
-    with pytest.raises(ValueError, match="stride: expected a pair of integers >= 1"):
-        conv2d_forward(x, w, (0, 1), (1, 1), (1, 1))
-    with pytest.raises(ValueError, match="padding: expected a pair of integers >= 0"):
-        conv2d_forward(x, w, (1, 1), (1,), (1, 1))
-    with pytest.raises(ValueError, match="w: kernel .* does not fit"):
-        conv2d_forward(x, w, (1, 1), (0, 0), (5, 5))
+def test_conv2d_rejects_what_the_kernels_cannot_take():
+    F = mts.functional
+    x, w = mts.Tensor(np.zeros((2, 3, 8, 8), np.float32)), mts.Tensor(np.zeros((4, 3, 3, 3), np.float32))
+    with pytest.raises(TypeError, match="conv2d: input: expected a float32 or float64 tensor, got int64"):
+        F.conv2d(mts.Tensor(np.zeros((2, 3, 8, 8), np.int64)), w)
+    with pytest.raises(ValueError, match="conv2d: input: height 8 .padded 8. is smaller than the dilated kernel 11"):
+        F.conv2d(x, w, dilation=5)
+    with pytest.raises(ValueError, match="conv2d: dilation: expected an int or a pair of ints"):
+        F.conv2d(x, w, dilation=(1, 1, 1))
 
 
-def test_conv2d_backward_rejects_bad_inputs():
-    x, w, _, gy = _arrays()
-    with pytest.raises(ValueError, match=r"gy: expected shape \(2, 4, 8, 8\), got \(2, 4, 7, 8\)"):
-        conv2d_backward_input(gy[:, :, :7].copy(), w, x.shape, *GEOM)
-    with pytest.raises(ValueError, match="x_shape: expected 4 positive ints"):
-        conv2d_backward_input(gy, w, (2, 3, 8), *GEOM)
-    with pytest.raises(TypeError, match="w: expected dtype float32"):
-        conv2d_backward_input(gy, w.astype(np.float64), x.shape, *GEOM)
-    with pytest.raises(TypeError, match="x: expected dtype float32"):
-        conv2d_backward_weight(gy, x.astype(np.float64), w.shape, *GEOM)
-    with pytest.raises(ValueError, match="gy: expected a C-contiguous array"):
-        conv2d_backward_weight(np.zeros((2, 4, 8, 16), np.float32)[..., ::2], x, w.shape, *GEOM)
-    with pytest.raises(ValueError, match="w_shape: expected 3 input channels"):
-        conv2d_backward_weight(gy, x, (4, 2, 3, 3), *GEOM)
-
-
-def test_depthwise_rejects_bad_inputs():
-    x, _, w, _ = _arrays()
-    gy = np.zeros((2, 3, 8, 8), np.float32)
-    with pytest.raises(TypeError, match="x: expected float32 or float64, got int32"):
-        depthwise_forward(x.astype(np.int32), w, *GEOM)
-    with pytest.raises(ValueError, match=r"w: expected shape \(3, 1, KH, KW\), got \(3, 2, 3, 3\)"):
-        depthwise_forward(x, np.zeros((3, 2, 3, 3), np.float32), *GEOM)
-    with pytest.raises(ValueError, match="w: expected a C-contiguous array"):
-        depthwise_forward(x, np.zeros((3, 1, 3, 6), np.float32)[..., ::2], *GEOM)
-    with pytest.raises(TypeError, match="gy: expected float32 or float64, got float16"):
-        depthwise_backward_input(gy.astype(np.float16), w, x.shape, *GEOM)
-    with pytest.raises(ValueError, match=r"gy: expected shape \(2, 3, 4, 4\)"):
-        depthwise_backward_input(gy, w, x.shape, (2, 2), (1, 1), (1, 1))
-    with pytest.raises(ValueError, match=r"w_shape: expected shape \(3, 1, KH, KW\)"):
-        depthwise_backward_weight(gy, x, (4, 1, 3, 3), *GEOM)
-    with pytest.raises(TypeError, match="x: expected dtype float32"):
-        depthwise_backward_weight(gy, x.astype(np.float64), w.shape, *GEOM)
+@pytest.mark.parametrize("groups", [1, 3])
+def test_conv2d_of_views_equals_conv2d_of_copies(groups):
+    """The functional layer hands the kernels contiguous arrays, whatever the tensors hold."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8, 16))[..., ::2]
+    w = rng.standard_normal((3, 3 // groups, 3, 6))[..., ::2]
+    F = mts.functional
+    got = F.conv2d(mts.Tensor(x), mts.Tensor(w), padding=1, groups=groups).data
+    want = F.conv2d(mts.Tensor(x.copy()), mts.Tensor(w.copy()), padding=1, groups=groups).data
+    np.testing.assert_array_equal(got, want)

@@ -1,18 +1,19 @@
-"""Parity of the CPU batch-norm, pooling, bilinear and cross-entropy kernels with PyTorch.
+"""Parity of the batch-norm, pooling, bilinear and cross-entropy ops on the CPU with PyTorch.
 
-Every forward and every gradient is compared with ``torch.nn.functional`` + autograd,
-in float64 (rtol 1e-10) and float32 (rtol 1e-4), on tiny odd-sized inputs.
+The ops of ``kernels.ops`` run here on NumPy arrays, i.e. on the Numba kernels of
+``kernels.cpu``. Every forward and every gradient is compared with ``torch.nn.functional``
++ autograd, in float64 (rtol 1e-10) and float32 (rtol 1e-4), on tiny odd-sized inputs.
+The argument checks live one layer up, in ``minitorch_seg.functional``: tested at the end.
 """
 import numpy as np
 import pytest
 
-from kernels.cpu.batchnorm import (batchnorm_backward_eval, batchnorm_backward_train,
-                                   batchnorm_forward_eval, batchnorm_forward_train)
-from kernels.cpu.dropout import dropout, splitmix64
-from kernels.cpu.loss import cross_entropy_backward, cross_entropy_forward
-from kernels.cpu.pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
-                              avg_pool2d_backward, avg_pool2d_forward)
-from kernels.cpu.upsample import bilinear_backward, bilinear_forward
+import minitorch_seg as mts
+from kernels.cpu.dropout import splitmix64
+from kernels.ops import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool2d_backward,
+                         avg_pool2d_forward, batchnorm_backward_eval, batchnorm_backward_train,
+                         batchnorm_forward_eval, batchnorm_forward_train, bilinear_backward, bilinear_forward,
+                         cross_entropy_backward, cross_entropy_forward, dropout)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -212,13 +213,12 @@ def test_cross_entropy_matches_torch(dtype, ignore_index, logit_scale):
 
 # ---------------------------------------------------------------------------- validation
 
-def _f32(*shape):
-    return np.zeros(shape, np.float32)
+def _t(*shape, dtype=np.float32):
+    return mts.Tensor(np.zeros(shape, dtype))
 
 
-VEC = _f32(3)
-X = _f32(2, 3, 5, 7)
-LOGITS = _f32(2, 5, 3, 4)
+X = _t(2, 3, 5, 7)
+LOGITS = _t(2, 5, 3, 4)
 TARGET = np.zeros((2, 3, 4), np.int64)
 
 
@@ -228,51 +228,55 @@ def _target_with(value):
     return t
 
 
+mF = mts.functional
+
+
 @pytest.mark.parametrize("call, error, match", [
-    (lambda: batchnorm_forward_train(X.astype(np.int32), VEC, VEC, EPS, None, None, 0.1, False), TypeError,
-     r"x: expected float32 or float64, got int32"),
-    (lambda: batchnorm_forward_train(X, _f32(4), VEC, EPS, None, None, 0.1, False), ValueError,
-     r"weight: expected shape \(3,\), got \(4,\)"),
-    (lambda: batchnorm_forward_eval(X, VEC, VEC.astype(np.float64), VEC, VEC, EPS, False), TypeError,
-     r"var: expected dtype float32"),
-    (lambda: batchnorm_backward_train(_f32(2, 3, 5, 6), X, VEC, VEC, VEC, None), ValueError,
-     r"gy: expected shape \(2, 3, 5, 7\), got \(2, 3, 5, 6\)"),
-    (lambda: batchnorm_forward_train(X[:, :, :, ::2], VEC, VEC, EPS, None, None, 0.1, False), ValueError,
-     r"x: expected a C-contiguous array"),
-    (lambda: avg_pool2d_forward(_f32(3, 5, 7), (2, 2), (2, 2), (0, 0)), ValueError,
-     r"x: expected 4 dimensions, got shape \(3, 5, 7\)"),
-    (lambda: avg_pool2d_forward(X, (2, 2), (2, 2), (2, 0)), ValueError,
-     r"padding: expected at most half of kernel_size"),
-    (lambda: avg_pool2d_backward(_f32(2, 3, 3, 3), X.shape, (2, 2), (2, 2), (0, 0)), ValueError,
-     r"gy: expected shape \(2, 3, 2, 3\), got \(2, 3, 3, 3\)"),
-    (lambda: adaptive_avg_pool2d_forward(X, (0, 2)), ValueError,
-     r"output_size: expected a pair of integers >= 1"),
-    (lambda: adaptive_avg_pool2d_backward(_f32(2, 4, 2, 2), X.shape), ValueError,
-     r"gy: expected shape \(2, 3, OH, OW\), got \(2, 4, 2, 2\)"),
-    (lambda: bilinear_forward(X.astype(np.float16), (9, 9), (0.5, 0.5), False), TypeError,
-     r"x: expected float32 or float64, got float16"),
-    (lambda: bilinear_backward(_f32(2, 3, 9, 9), (2, 3, 5), (0.5, 0.5), False), ValueError,
-     r"x_shape: expected 4 positive integers"),
-    (lambda: cross_entropy_forward(LOGITS, _target_with(5), _f32(5), 255), ValueError,
-     r"target: value 5 is outside \[0, 5\).*C = 5.*ignore_index=255"),
-    (lambda: cross_entropy_forward(LOGITS, _target_with(-1), _f32(5), 255), ValueError,
-     r"target: value -1 is outside \[0, 5\)"),
-    (lambda: cross_entropy_backward(_f32(2, 3, 4), LOGITS, _target_with(9), _f32(5), 255), ValueError,
-     r"target: value 9"),
-    (lambda: cross_entropy_forward(LOGITS, TARGET.astype(np.int32), _f32(5), 255), TypeError,
-     r"target: expected uint8 or int64 class indices, got int32"),
-    (lambda: cross_entropy_forward(LOGITS, TARGET[:, :2], _f32(5), 255), ValueError,
-     r"target: expected shape \(2, 3, 4\), got \(2, 2, 4\)"),
-    (lambda: cross_entropy_forward(LOGITS, TARGET, _f32(4), 255), ValueError,
-     r"weight: expected shape \(5,\), got \(4,\)"),
+    (lambda: mF.batch_norm(_t(2, 3, 5, 7, dtype=np.int32), None, None, training=True), TypeError,
+     r"batch_norm: input: expected a float32 or float64 tensor, got int32"),
+    (lambda: mF.batch_norm(X, None, None, _t(4), _t(3), training=True), ValueError,
+     r"batch_norm: weight: expected shape \(3,\), got \(4,\)"),
+    (lambda: mF.batch_norm(X, _t(3), _t(3, dtype=np.float64)), TypeError,
+     r"batch_norm: running_var: expected dtype float32 \(like input\), got float64"),
+    (lambda: mF.batch_norm(X, mts.Tensor(np.zeros(6, np.float32)[::2]), _t(3), training=True), ValueError,
+     r"batch_norm: running_mean: expected a contiguous tensor"),
+    (lambda: mF.avg_pool2d(_t(3, 5, 7), 2), ValueError,
+     r"avg_pool2d: input: expected a 4-D tensor \(N, C, H, W\), got shape \(3, 5, 7\)"),
+    (lambda: mF.avg_pool2d(X, 2, 2, (2, 0)), ValueError, r"avg_pool2d: padding: expected at most half"),
+    (lambda: mF.adaptive_avg_pool2d(X, (0, 2)), ValueError, r"adaptive_avg_pool2d: output_size: expected values >= 1"),
+    (lambda: mF.interpolate(_t(2, 3, 5, 7, dtype=np.float16), size=9), TypeError,
+     r"interpolate: input: expected a float32 or float64 tensor, got float16"),
+    (lambda: mF.cross_entropy(LOGITS, _target_with(5)), ValueError,
+     r"target: pixel \(1, 2, 3\) holds 5, a value outside \[0, 5\).*C = 5.*ignore_index=255"),
+    (lambda: mF.cross_entropy(LOGITS, _target_with(-1)), ValueError, r"target: pixel \(1, 2, 3\) holds -1"),
+    (lambda: mF.cross_entropy(LOGITS, TARGET[:, :2]), ValueError,
+     r"cross_entropy: target: expected shape \(2, 3, 4\) for input \(2, 5, 3, 4\), got \(2, 2, 4\)"),
+    (lambda: mF.cross_entropy(LOGITS, TARGET, weight=_t(4)), ValueError,
+     r"cross_entropy: weight: expected shape \(5,\), got \(4,\)"),
+    (lambda: mF.dropout(X, 1.0), ValueError, r"dropout: p: expected 0 <= p < 1, got 1.0"),
 ])
-def test_launchers_reject_bad_arguments(call, error, match):
+def test_functional_rejects_bad_arguments(call, error, match):
+    """minitorch_seg.functional is the one layer that checks: each error names the op and the argument."""
     with pytest.raises(error, match=match):
         call()
 
 
+def test_non_contiguous_inputs_give_the_contiguous_results():
+    """The ops read C-contiguous arrays; the functional layer makes a view contiguous first."""
+    rng = np.random.default_rng(3)
+    wide = randn(rng, (2, 3, 6, 14), np.float64)
+    view, copy = mts.Tensor(wide[:, :, :, ::2]), mts.Tensor(np.ascontiguousarray(wide[:, :, :, ::2]))
+    for op in (lambda t: mF.avg_pool2d(t, 2), lambda t: mF.interpolate(t, size=(9, 4)),
+               lambda t: mF.batch_norm(t, None, None, training=True)):
+        np.testing.assert_array_equal(op(view).data, op(copy).data)
+    # The gradient of a sum reaches the op as a broadcast view (every stride 0).
+    leaf = mts.Tensor(copy.data, requires_grad=True)
+    mF.avg_pool2d(leaf, 2).sum().backward()
+    np.testing.assert_allclose(leaf.grad.data[:, :, :6:, :6], 0.25)
+
+
 def test_cross_entropy_accepts_ignore_index_outside_the_classes():
-    loss, _ = cross_entropy_forward(LOGITS, _target_with(255), np.ones(5, np.float32), 255)
+    loss, _ = cross_entropy_forward(LOGITS.data, _target_with(255), np.ones(5, np.float32), 255)
     assert loss[1, 2, 3] == 0 and loss[0, 0, 0] == pytest.approx(np.log(5), rel=1e-6)
 
 
@@ -299,5 +303,3 @@ def test_dropout_is_a_counter_based_stream():
     assert not np.array_equal(dropout(ones.reshape(-1)[:5000], p, seed=8, offset=1000), head)
     x = np.random.default_rng(0).standard_normal(ones.shape)  # float64 draws the same mask
     np.testing.assert_allclose(dropout(x, p, 7, 1000), x * whole, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"p: expected 0 <= p < 1, got 1.0"):
-        dropout(ones, 1.0, 0, 0)

@@ -1,13 +1,12 @@
 """Every ``kernels/cuda/*.cu`` compiles for float and double, with NVRTC and with nvcc (no GPU needed).
 
 CuPy compiles the files at run time with NVRTC, which runs without a GPU or driver; the
-first test calls it exactly as ``kernels/cuda/_module.py`` does through CuPy (the same
+first test calls it exactly as ``kernels/cuda/launch.py`` does through CuPy (the same
 source, options and name expressions), for a Hopper GPU. nvcc runs the same front end: each
-kernel named in the launcher's ``KERNELS`` is instantiated by taking its address, and the
-PTX must then hold exactly those entry points. The kernel lists are read from the launchers
-with ``ast``.
+kernel named in the launcher's ``CudaFile`` is instantiated by taking its address, and the
+PTX must then hold exactly those entry points. The launcher must name every ``__global__``
+function of its file, and nothing else.
 """
-import ast
 import importlib
 import re
 import shutil
@@ -21,17 +20,13 @@ CU_FILES = sorted(CUDA_DIR.glob("*.cu"))
 
 
 def kernel_names(cu_file):
-    """The ``KERNELS`` tuple of the launcher next to ``cu_file`` (same stem, ``.py``)."""
-    tree = ast.parse(cu_file.with_suffix(".py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["KERNELS"]:
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"{cu_file.with_suffix('.py').name} defines no KERNELS")
+    """The ``__global__`` functions of ``cu_file``, in the order they are defined."""
+    return tuple(re.findall(r"^__global__ void (\w+)\(", cu_file.read_text(), re.MULTILINE))
 
 
 def launcher_module(cu_file):
-    """The ``Module`` of the launcher next to ``cu_file`` (importing it needs no CuPy or GPU)."""
-    return importlib.import_module(f"kernels.cuda.{cu_file.stem}")._module
+    """The ``CudaFile`` of the launcher next to ``cu_file`` (importing it needs no CuPy or GPU)."""
+    return importlib.import_module(f"kernels.cuda.{cu_file.stem}").CUDA
 
 
 def test_every_cuda_file_has_a_launcher():
@@ -50,9 +45,9 @@ def test_no_system_headers(cu_file):
 @pytest.mark.parametrize("cu_file", CU_FILES, ids=lambda f: f.name)
 def test_nvrtc_compiles_what_cupy_would(cu_file):
     nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="needs CuPy (NVRTC bindings)")
-    from kernels.cuda._module import _source
+    from kernels.cuda.launch import _source
     module = launcher_module(cu_file)
-    assert module.kernels == kernel_names(cu_file)
+    assert sorted(module.kernels) == sorted(kernel_names(cu_file))
     program = nvrtc.createProgram(_source(cu_file.name), cu_file.name, [], [])
     try:
         for expression in module.name_expressions():

@@ -1,7 +1,7 @@
-"""The CUDA kernels against the CPU kernels (the oracle) on the same inputs, and their launchers.
+"""The CUDA kernels against the CPU kernels (the oracle) on the same inputs.
 
-Each comparison calls a ``kernels.cpu`` function on NumPy arrays and the ``kernels.cuda``
-function of the same name on CuPy copies of them: float64 must agree to rtol 1e-10, float32
+Each comparison calls an op of ``kernels.ops`` on NumPy arrays (so it runs ``kernels.cpu``)
+and the same op on CuPy copies of them (so it runs ``kernels.cuda``): float64 must agree to rtol 1e-10, float32
 to rtol 1e-4 (atol is the same fraction of the largest reference value, as gradients sum
 terms of both signs). The cases follow the CPU tests: every convolution geometry on odd
 sizes, pooling windows with padding, bilinear with and without align_corners, cross-entropy
@@ -9,7 +9,6 @@ with ignored pixels and class weights, plus inputs large enough that the GPU red
 split a row into several chunks. All tests need device cuda (``gpu`` marker): a GPU, or the
 emulated one (``MTS_CUDA=emulate``), where ``cupy`` below is the emulator's stand-in for CuPy.
 """
-import importlib
 import itertools
 
 import numpy as np
@@ -17,7 +16,8 @@ import pytest
 
 import kernels
 import kernels.cpu as cpu
-from kernels import device
+import minitorch_seg as mts
+from kernels import device, ops
 
 if not device.available():
     pytest.skip("needs device cuda: CuPy and a GPU, or MTS_CUDA=emulate", allow_module_level=True)
@@ -43,9 +43,9 @@ def check(name, *args):
     NumPy arrays among ``args`` are copied to the GPU for ``kernels.cuda``; the rest (shapes,
     geometry, scalars) are passed as they are. The GPU inputs must come back unchanged.
     """
-    want = getattr(cpu, name)(*args)
+    want = getattr(ops, name)(*args)
     gpu_args = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-    got = getattr(cuda, name)(*gpu_args)
+    got = getattr(ops, name)(*gpu_args)
     want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -82,7 +82,7 @@ def check_conv(op, shape, geometry, dtype):
     N, C, H, W = shape
     x = randn(shape, dtype, seed=1)
     w = randn((C, 1, *kernel) if op == "depthwise" else (C + 1, C, *kernel), dtype, seed=2)
-    y = getattr(cpu, f"{op}_forward")(x, w, stride, padding, dilation)
+    y = getattr(ops, f"{op}_forward")(x, w, stride, padding, dilation)
     gy = randn(y.shape, dtype, seed=3)
     check(f"{op}_forward", x, w, stride, padding, dilation)
     check(f"{op}_backward_input", gy, w, x.shape, stride, padding, dilation)
@@ -120,11 +120,11 @@ def test_batchnorm(dtype, shape):
     check("batchnorm_forward_train", x, weight, bias, EPS, None, None, 0.1, False)
     running = [mean.copy(), var.copy()]
     on_device = [cupy.asarray(r) for r in running]
-    cpu.batchnorm_forward_train(x, weight, bias, EPS, *running, 0.1, False)
-    cuda.batchnorm_forward_train(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), EPS, *on_device, 0.1, False)
+    ops.batchnorm_forward_train(x, weight, bias, EPS, *running, 0.1, False)
+    ops.batchnorm_forward_train(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), EPS, *on_device, 0.1, False)
     for want, got in zip(running, on_device):  # updated in place, the same way
         np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=RTOL[dtype])
-    _, batch_mean, invstd = cpu.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
+    _, batch_mean, invstd = ops.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
     check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight, None)
     check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS, False)
     check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS, None)
@@ -138,10 +138,10 @@ def test_batchnorm_relu(dtype):
     weight, bias, gy = randn(C, dtype, seed=2), randn(C, dtype, seed=3), randn(shape, dtype, seed=4)
     mean, var = randn(C, dtype, seed=5), np.random.default_rng(6).uniform(0.5, 2.0, C).astype(dtype)
     check("batchnorm_forward_train", x, weight, bias, EPS, None, None, 0.1, True)
-    y, batch_mean, invstd = cpu.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, True)
+    y, batch_mean, invstd = ops.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, True)
     assert (y == 0).mean() > 0.2 and y.min() == 0  # the ReLU did clip
     check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight, y)
-    y_eval = cpu.batchnorm_forward_eval(x, mean, var, weight, bias, EPS, True)
+    y_eval = ops.batchnorm_forward_eval(x, mean, var, weight, bias, EPS, True)
     check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS, True)
     check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS, y_eval)
 
@@ -150,7 +150,7 @@ def test_batchnorm_float32_statistics_survive_a_large_mean():
     # E[x^2] - E[x]^2 or a float32 running sum would lose most digits of this variance.
     x = randn((2, 2, 64, 64), np.float32, scale=0.1, shift=1000.0)
     ones = cupy.ones(2, np.float32)
-    _, mean, invstd = cuda.batchnorm_forward_train(cupy.asarray(x), ones, ones, EPS, None, None, 0.1, False)
+    _, mean, invstd = ops.batchnorm_forward_train(cupy.asarray(x), ones, ones, EPS, None, None, 0.1, False)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(cupy.asnumpy(mean), x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(cupy.asnumpy(invstd), 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + EPS),
@@ -162,9 +162,9 @@ def test_reductions_are_deterministic():
     gy = cupy.asarray(randn((3, 4, 50, 61), np.float32, seed=2))
     w = cupy.asarray(randn((4, 1, 3, 3), np.float32, seed=3))
     ones = cupy.ones(4, np.float32)
-    runs = [(cuda.depthwise_backward_weight(gy, x, w.shape, (1, 1), (1, 1), (1, 1)),
-             *cuda.batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)[1:],
-             *cuda.batchnorm_backward_train(gy, x, ones, ones, ones, None)[1:]) for _ in range(2)]
+    runs = [(ops.depthwise_backward_weight(gy, x, w.shape, (1, 1), (1, 1), (1, 1)),
+             *ops.batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)[1:],
+             *ops.batchnorm_backward_train(gy, x, ones, ones, ones, None)[1:]) for _ in range(2)]
     for a, b in zip(*runs):
         assert cupy.array_equal(a, b)
 
@@ -178,7 +178,7 @@ def test_reductions_are_deterministic():
 ])
 def test_avg_pool2d(dtype, kernel, stride, padding):
     x = randn((2, 3, 7, 9), dtype)
-    y = cpu.avg_pool2d_forward(x, kernel, stride, padding)
+    y = ops.avg_pool2d_forward(x, kernel, stride, padding)
     check("avg_pool2d_forward", x, kernel, stride, padding)
     check("avg_pool2d_backward", randn(y.shape, dtype, seed=1), x.shape, kernel, stride, padding)
 
@@ -238,7 +238,7 @@ def test_cross_entropy(dtype, ignore_index, labels, logit_scale):
     target[rng.random((N, H, W)) < 0.25] = ignore_index
     assert (target == ignore_index).any() and (target != ignore_index).any()
     for weight in (rng.uniform(0.5, 2.0, C).astype(dtype), None):  # None: every class weighs 1
-        _, prob = cpu.cross_entropy_forward(logits, target, weight, ignore_index)
+        _, prob = ops.cross_entropy_forward(logits, target, weight, ignore_index)
         check("cross_entropy_forward", logits, target, weight, ignore_index)
         check("cross_entropy_backward", randn((N, H, W), dtype, seed=1), prob, target, weight, ignore_index)
         check("cross_entropy_backward", np.asarray(0.7, dtype), prob, target, weight, ignore_index)
@@ -248,7 +248,7 @@ def test_cross_entropy_every_pixel_ignored():
     logits = randn((1, 3, 2, 2), np.float32)
     target = np.full((1, 2, 2), 255, np.int64)
     weight = np.ones(3, np.float32)
-    _, prob = cpu.cross_entropy_forward(logits, target, weight, 255)
+    _, prob = ops.cross_entropy_forward(logits, target, weight, 255)
     check("cross_entropy_forward", logits, target, weight, 255)
     check("cross_entropy_backward", np.ones((1, 2, 2), np.float32), prob, target, weight, 255)
 
@@ -273,9 +273,9 @@ def test_sgd_step_updates_every_parameter_as_the_cpu_does(dtype, momentum, weigh
     on_gpu = [cupy.asarray(a) for a in params], [cupy.asarray(b) for b in buffers]
     for step in range(2):
         grads = [randn(s, dtype, seed=10 * step + i) for i, s in enumerate(shapes)]
-        cpu.sgd_step(params, grads, buffers, 0.1, momentum, weight_decay, nesterov)
-        cuda.sgd_step(*on_gpu[:1], [cupy.asarray(g) for g in grads], on_gpu[1], 0.1, momentum,
-                      weight_decay, nesterov)
+        ops.sgd_step(params, grads, buffers, 0.1, momentum, weight_decay, nesterov)
+        ops.sgd_step(*on_gpu[:1], [cupy.asarray(g) for g in grads], on_gpu[1], 0.1, momentum,
+                     weight_decay, nesterov)
     for want, got in zip(params + buffers, on_gpu[0] + on_gpu[1]):
         np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=RTOL[dtype], atol=RTOL[dtype])
 
@@ -319,31 +319,22 @@ def _numpy_calls():
     }
 
 
-def test_every_function_is_exercised_by_the_numpy_test():
-    modules = [importlib.import_module(f"kernels.cuda.{name}")  # (kernels.cuda.dropout is the function)
-               for name in ("conv2d", "depthwise", "batchnorm", "pool", "upsample", "loss", "dropout", "sgd")]
-    assert set(_numpy_calls()) == {name for module in modules for name in module.__all__}
+def test_every_op_is_in_the_list_above():
+    assert set(_numpy_calls()) == set(ops.__all__)
 
 
-def _on_device(a):
-    if isinstance(a, list):
-        return [_on_device(v) for v in a]
-    return cupy.asarray(a) if isinstance(a, np.ndarray) else a
+@pytest.mark.parametrize("name", sorted(set(_numpy_calls()) - {"sgd_step"}))
+def test_every_op_returns_arrays_on_the_device_of_its_input(name):
+    check(name, *_numpy_calls()[name])
 
 
-@pytest.mark.parametrize("name", sorted(_numpy_calls()))
-def test_numpy_arrays_are_rejected(name):
-    args = _numpy_calls()[name]
-    # The same arguments as CuPy arrays are accepted: only the device is wrong.
-    getattr(cuda, name)(*[_on_device(a) for a in args])
-    with pytest.raises(TypeError, match=r"expected an array on device cuda, got numpy\.ndarray"):
-        getattr(cuda, name)(*args)
-
-
-def test_numpy_and_cupy_arrays_mixed_are_rejected_by_name():
-    x = cupy.ones((1, 2, 4, 4), np.float32)
-    with pytest.raises(TypeError, match=r"^w: expected an array on device cuda"):
-        cuda.conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32), (1, 1), (1, 1), (1, 1))
+def test_tensors_on_two_devices_are_refused_before_any_kernel():
+    F = mts.functional
+    x = mts.Tensor(z32(1, 2, 4, 4))
+    with pytest.raises(RuntimeError, match=r"conv2d: weight: expected a tensor on cuda \(like input\), got cpu"):
+        F.conv2d(x, mts.Tensor(np.ones((2, 2, 3, 3), np.float32)))
+    with pytest.raises(RuntimeError, match=r"cross_entropy: target: expected a tensor on cuda"):
+        F.cross_entropy(x, np.zeros((1, 4, 4), np.int64))
 
 
 @pytest.mark.parametrize("bad", [5, -1, 254])
@@ -355,35 +346,15 @@ def test_cross_entropy_reports_a_bad_target_at_the_next_read(direction, bad):
     target = cupy.asarray(target)
     # The launch returns at once (a GPU kernel cannot raise); the next read raises.
     if direction == "forward":
-        result, _ = cuda.cross_entropy_forward(logits, target, weight, 255)
+        result, _ = ops.cross_entropy_forward(logits, target, weight, 255)
     else:
-        result = cuda.cross_entropy_backward(pixels, logits, target, weight, 255)
+        result = ops.cross_entropy_backward(pixels, logits, target, weight, 255)
     with pytest.raises(ValueError, match=r"target: pixel \(1, 2, 3\) holds a value outside \[0, 5\) "
                                          r".*not ignore_index=255 \(found by a cross-entropy kernel"):
         device.to_host(result)
     device.to_host(result)  # reported once; the flag is clear again
-    good, _ = cuda.cross_entropy_forward(logits, cupy.zeros((2, 3, 4), np.uint8), weight, 255)
+    good, _ = ops.cross_entropy_forward(logits, cupy.zeros((2, 3, 4), np.uint8), weight, 255)
     assert device.to_host(good).shape == (2, 3, 4)
-
-
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: cuda.conv2d_forward(z32(2, 3, 8, 8).astype(np.int64), z32(4, 3, 3, 3), *G),
-     TypeError, "x: expected float32 or float64"),
-    (lambda: cuda.depthwise_forward(z32(2, 3, 8, 16)[..., ::2], z32(3, 1, 3, 3), *G),
-     ValueError, "x: expected a C-contiguous array"),
-    (lambda: cuda.batchnorm_forward_train(z32(2, 3, 5, 7), z32(4), z32(3), EPS, None, None, 0.1, False),
-     ValueError, r"weight: expected shape \(3,\), got \(4,\)"),
-    (lambda: cuda.avg_pool2d_backward(z32(2, 3, 3, 3), (2, 3, 5, 7), (2, 2), (2, 2), (0, 0)),
-     ValueError, r"gy: expected shape \(2, 3, 2, 3\)"),
-    (lambda: cuda.bilinear_forward(z32(1, 1, 4, 4), (8, 8), (0.5, float("nan")), False),
-     ValueError, "ratio: expected a pair of finite floats >= 0"),
-    (lambda: cuda.cross_entropy_forward(z32(2, 5, 3, 4), z32(2, 3, 4).astype(np.int32),
-                                        cupy.ones(5, np.float32), 255),
-     TypeError, "target: expected uint8 or int64 class indices, got int32"),
-])
-def test_launchers_reject_bad_arguments(call, error, match):
-    with pytest.raises(error, match=match):
-        call()
 
 
 def test_backend_for_picks_cuda_for_cupy_arrays():
@@ -394,11 +365,11 @@ def test_backend_for_picks_cuda_for_cupy_arrays():
 def test_debug_switch_prints_every_launch(monkeypatch, capsys):
     x = cupy.ones((1, 2, 5, 5), np.float32)
     monkeypatch.setenv("MTS_DEBUG", "1")
-    cuda.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))
+    ops.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))
     lines = capsys.readouterr().err.splitlines()
     kernels_launched = [line.split()[2] for line in lines]
     assert kernels_launched == ["depthwise_weight_partials<float>", "sum_chunks<float>"]
     assert "grid=(2, 1) block=(256,) arrays: 1x2x5x5 1x2x5x5 2x1" in lines[0]
     monkeypatch.setenv("MTS_DEBUG", "0")
-    cuda.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))
+    ops.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))
     assert capsys.readouterr().err == ""

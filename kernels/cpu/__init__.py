@@ -1,4 +1,4 @@
-"""The CPU backend: Numba kernels on NumPy arrays (see ``kernels`` for the shared API).
+"""The CPU backend: Numba kernels on NumPy arrays (see ``kernels`` for the backend API).
 
 Two pools of threads share the cores: Numba's (``prange``) and OpenBLAS's (the matrix
 products of the convolutions). Numba's OpenMP layer spin-waits between kernels, and on a

@@ -1,8 +1,8 @@
 """2-D convolution (groups == 1, no bias) on the CPU: the im2col and col2im kernels.
 
-The math and the driver (batched matrix products in NumPy's BLAS) are in
-``kernels/conv2d_gemm.py``, shared with the GPU; this file holds the two data-movement
-kernels, over the whole batch:
+The math and the driver (batched matrix products in NumPy's BLAS) are
+``kernels.ops.conv2d_*``, shared with the GPU; this file holds the two data-movement
+kernels, over the whole batch (their CUDA twins are in ``kernels/cuda/conv2d.cu``):
 
 - im2col: ``col[n, (c, kh, kw), (oh, ow)] = x[n, c, ih, iw]`` (0 outside the image), with
   ``ih = oh*sh - ph + kh*dh`` and ``iw = ow*sw - pw + kw*dw``;
@@ -43,10 +43,7 @@ Optimizations:
 import numpy as np
 from numba import njit, prange, uintp
 
-from .. import conv2d_gemm
-from ..checks import check_conv_weight, check_float, check_shape, check_shape_arg, conv_geometry, conv_output_hw
-
-__all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"]
+__all__ = ["im2col", "col2im"]
 
 
 @njit(cache=True)
@@ -62,8 +59,12 @@ def _valid_range(k, stride, pad, dilation, in_size, out_size):
 
 
 @njit(parallel=True, cache=True)
-def im2col_kernel(x, kh_size, kw_size, sh, sw, ph, pw, dh, dw, col):
+def im2col(x, kernel, stride, padding, dilation, col):
     """Fill ``col`` (N, C*KH*KW, OH, OW) from the images ``x`` (N, C, H, W)."""
+    kh_size, kw_size = kernel
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
     N, C, H, W = x.shape
     _, K, OH, OW = col.shape
     for row in prange(N * K * OH):
@@ -88,8 +89,12 @@ def im2col_kernel(x, kh_size, kw_size, sh, sw, ph, pw, dh, dw, col):
 
 
 @njit(parallel=True, cache=True)
-def col2im_kernel(gcol, kh_size, kw_size, sh, sw, ph, pw, dh, dw, gx):
+def col2im(gcol, kernel, stride, padding, dilation, gx):
     """Sum ``gcol`` (N, C*KH*KW, OH, OW) back into the image gradients ``gx`` (N, C, H, W)."""
+    kh_size, kw_size = kernel
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
     N, C, H, W = gx.shape
     _, _, OH, OW = gcol.shape
     for row in prange(N * C * H):
@@ -112,53 +117,3 @@ def col2im_kernel(gcol, kh_size, kw_size, sh, sw, ph, pw, dh, dw, gx):
                 for ow in range(lo, hi):
                     dst[uintp(ow * sw + shift)] += src[uintp(ow)]
 
-
-def im2col(x, kernel, stride, padding, dilation, col):
-    """Fill ``col`` (N, C*KH*KW, OH, OW) from ``x`` (N, C, H, W): the shared driver's im2col."""
-    im2col_kernel(x, *kernel, *stride, *padding, *dilation, col)
-
-
-def col2im(gcol, kernel, stride, padding, dilation, gx):
-    """Gather ``gcol`` (N, C*KH*KW, OH, OW) into ``gx`` (N, C, H, W): the shared driver's col2im."""
-    col2im_kernel(gcol, *kernel, *stride, *padding, *dilation, gx)
-
-
-# ----------------------------------------------------------------------------- launchers
-
-def conv2d_forward(x, w, stride, padding, dilation):
-    """Return ``y = F.conv2d(x, w, None, stride, padding, dilation)``, shape (N, O, OH, OW)."""
-    check_float("x", x, ndim=4)
-    check_conv_weight(w, x.shape[1], x.dtype)
-    stride, padding, dilation = conv_geometry(stride, padding, dilation)
-    OH, OW = conv_output_hw(x.shape, w.shape, stride, padding, dilation)
-    y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
-    conv2d_gemm.forward(np, im2col, x, w, stride, padding, dilation, y)
-    return y
-
-
-def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation):
-    """Return ``gx = dL/dx`` (shape ``x_shape``) given ``gy = dL/dy`` and the weight ``w``."""
-    check_float("gy", gy, ndim=4)
-    x_shape = check_shape_arg("x_shape", x_shape)
-    check_conv_weight(w, x_shape[1], gy.dtype)
-    stride, padding, dilation = conv_geometry(stride, padding, dilation)
-    OH, OW = conv_output_hw(x_shape, w.shape, stride, padding, dilation)
-    check_shape("gy", gy, (x_shape[0], w.shape[0], OH, OW))
-    gx = np.empty(x_shape, gy.dtype)
-    conv2d_gemm.backward_input(np, col2im, gy, w, stride, padding, dilation, gx)
-    return gx
-
-
-def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation):
-    """Return ``gw = dL/dw`` (shape ``w_shape``) given ``gy = dL/dy`` and the input ``x``."""
-    check_float("gy", gy, ndim=4)
-    check_float("x", x, ndim=4, dtype=gy.dtype)
-    w_shape = check_shape_arg("w_shape", w_shape)
-    if w_shape[1] != x.shape[1]:
-        raise ValueError(f"w_shape: expected {x.shape[1]} input channels, got {w_shape}")
-    stride, padding, dilation = conv_geometry(stride, padding, dilation)
-    OH, OW = conv_output_hw(x.shape, w_shape, stride, padding, dilation)
-    check_shape("gy", gy, (x.shape[0], w_shape[0], OH, OW))
-    gw = np.empty(w_shape, gy.dtype)
-    conv2d_gemm.backward_weight(np, im2col, gy, x, stride, padding, dilation, gw)
-    return gw

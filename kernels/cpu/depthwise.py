@@ -51,16 +51,17 @@ Optimizations:
 import numpy as np
 from numba import njit, prange, uintp
 
-from ..checks import (check_depthwise_weight_shape, check_float, check_shape, check_shape_arg, conv_geometry,
-                      conv_output_hw)
 from .conv2d import _valid_range
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
 
 
 @njit(parallel=True, cache=True)
-def _forward(x, w, sh, sw, ph, pw, dh, dw, y):
+def depthwise_forward(x, w, stride, padding, dilation, y):
     """y[n, c] = x[n, c] correlated with w[c, 0], for every plane in parallel."""
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
     N, C, H, W = x.shape
     _, _, OH, OW = y.shape
     KH, KW = w.shape[2], w.shape[3]
@@ -84,8 +85,11 @@ def _forward(x, w, sh, sw, ph, pw, dh, dw, y):
 
 
 @njit(parallel=True, cache=True)
-def _backward_input(gy, w, sh, sw, ph, pw, dh, dw, gx):
+def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
     """gx[n, c, ih] gathers w * gy from every output row that read input row ih."""
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
     N, C, H, W = gx.shape
     _, _, OH, OW = gy.shape
     KH, KW = w.shape[2], w.shape[3]
@@ -112,8 +116,11 @@ def _backward_input(gy, w, sh, sw, ph, pw, dh, dw, gx):
 
 
 @njit(parallel=True, cache=True)
-def _backward_weight(gy, x, sh, sw, ph, pw, dh, dw, gw):
+def depthwise_backward_weight(gy, x, stride, padding, dilation, gw):
     """gw[c, 0, kh, kw] = sum over n, oh, ow of gy * x, one channel per iteration."""
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
     N, C, H, W = x.shape
     _, _, OH, OW = gy.shape
     KH, KW = gw.shape[2], gw.shape[3]
@@ -137,43 +144,3 @@ def _backward_weight(gy, x, sh, sw, ph, pw, dh, dw, gw):
             for kw in range(KW):
                 gw[c, 0, kh, kw] = acc[kh, kw].sum()
 
-
-# ----------------------------------------------------------------------------- launchers
-
-def depthwise_forward(x, w, stride, padding, dilation):
-    """Return ``y = F.conv2d(x, w, None, stride, padding, dilation, groups=C)``, shape (N, C, OH, OW)."""
-    check_float("x", x, ndim=4)
-    check_float("w", w, ndim=4, dtype=x.dtype)
-    check_depthwise_weight_shape("w", w.shape, x.shape[1])
-    stride, padding, dilation = conv_geometry(stride, padding, dilation)
-    OH, OW = conv_output_hw(x.shape, w.shape, stride, padding, dilation)
-    y = np.empty((x.shape[0], x.shape[1], OH, OW), x.dtype)
-    _forward(x, w, *stride, *padding, *dilation, y)
-    return y
-
-
-def depthwise_backward_input(gy, w, x_shape, stride, padding, dilation):
-    """Return ``gx = dL/dx`` (shape ``x_shape``) given ``gy = dL/dy`` and the weight ``w``."""
-    check_float("gy", gy, ndim=4)
-    x_shape = check_shape_arg("x_shape", x_shape)
-    check_float("w", w, ndim=4, dtype=gy.dtype)
-    check_depthwise_weight_shape("w", w.shape, x_shape[1])
-    stride, padding, dilation = conv_geometry(stride, padding, dilation)
-    OH, OW = conv_output_hw(x_shape, w.shape, stride, padding, dilation)
-    check_shape("gy", gy, (x_shape[0], x_shape[1], OH, OW))
-    gx = np.empty(x_shape, gy.dtype)
-    _backward_input(gy, w, *stride, *padding, *dilation, gx)
-    return gx
-
-
-def depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation):
-    """Return ``gw = dL/dw`` (shape ``w_shape`` = (C, 1, KH, KW)) given ``gy = dL/dy`` and ``x``."""
-    check_float("gy", gy, ndim=4)
-    check_float("x", x, ndim=4, dtype=gy.dtype)
-    w_shape = check_depthwise_weight_shape("w_shape", check_shape_arg("w_shape", w_shape), x.shape[1])
-    stride, padding, dilation = conv_geometry(stride, padding, dilation)
-    OH, OW = conv_output_hw(x.shape, w_shape, stride, padding, dilation)
-    check_shape("gy", gy, x.shape[:2] + (OH, OW))
-    gw = np.empty(w_shape, gy.dtype)
-    _backward_weight(gy, x, *stride, *padding, *dilation, gw)
-    return gw

@@ -23,8 +23,6 @@ Loop mapping: ``prange`` over the elements; each computes its own number, no sha
 import numpy as np
 from numba import njit, prange
 
-from ..checks import check_dropout_args
-
 __all__ = ["dropout"]
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: SplitMix64's step
@@ -39,19 +37,12 @@ def splitmix64(z):
 
 
 @njit(parallel=True, cache=True)
-def dropout_kernel(x, seed, offset, p, scale, y):
-    """y[i] = x[i]*scale if the stream's number offset+i+1 is >= p, else 0 (flat arrays)."""
+def dropout(x, p, seed, offset, y):
+    """``y = x * mask``: element i kept, times ``1/(1-p)``, where number ``offset+i+1`` of stream
+    ``seed`` is >= p; zeroed elsewhere. The backward of dropout is this same call on the gradient."""
+    x, y = x.reshape(x.size), y.reshape(y.size)
+    scale = x.dtype.type(1.0 / (1.0 - p))
     for i in prange(x.size):
         z = splitmix64(seed + (offset + np.uint64(i) + np.uint64(1)) * GAMMA)
         u = (z >> np.uint64(11)) * 2.0 ** -53
         y[i] = x[i] * scale if u >= p else 0.0
-
-
-def dropout(x, p, seed, offset):
-    """``x * mask``: each element kept, times ``1/(1-p)``, where number ``offset+i+1`` of stream
-    ``seed`` is >= p; zeroed elsewhere. The backward of dropout is this same call on the gradient."""
-    check_dropout_args(x, p)
-    y = np.empty_like(x)
-    dropout_kernel(x.reshape(-1), np.uint64(seed), np.uint64(offset), float(p), x.dtype.type(1.0 / (1.0 - p)),
-                   y.reshape(-1))
-    return y

@@ -48,13 +48,11 @@ Optimizations:
 import numpy as np
 from numba import njit, prange
 
-from ..checks import bad_target_message, check_cross_entropy_args, check_loss_gradient
-
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
 
 
 @njit(parallel=True, cache=True)
-def _forward_kernel(logits, target, weight, weighted, ignore_index, loss, prob):
+def _cross_entropy_forward(logits, target, weight, weighted, ignore_index, loss, prob):
     """Stable softmax per pixel, then the weighted negative log-likelihood of the target."""
     N, C, H, W = logits.shape
     for r in prange(N * H):
@@ -82,7 +80,7 @@ def _forward_kernel(logits, target, weight, weighted, ignore_index, loss, prob):
 
 
 @njit(parallel=True, cache=True)
-def _backward_kernel(gloss, gloss_step, prob, target, weight, weighted, ignore_index, glogits):
+def _cross_entropy_backward(gloss, gloss_step, prob, target, weight, weighted, ignore_index, glogits):
     """``coef * (prob - onehot)`` per pixel with ``coef = gloss*weight[t]`` (0 if ignored);
     pixel p's ``gloss`` is ``gloss[p * gloss_step]`` (a step of 0: one value for all)."""
     N, C, H, W = prob.shape
@@ -102,42 +100,29 @@ def _backward_kernel(gloss, gloss_step, prob, target, weight, weighted, ignore_i
                 glogits[n, t, h, w] -= coef[w]
 
 
-def _check_inputs(logits, target, weight, ignore_index):
-    """Validate the arguments both directions share, including every target value."""
-    check_cross_entropy_args(logits, target, weight, ignore_index)
-    C = logits.shape[1]
-    bad = ((target < 0) | (target >= C)) & (target != ignore_index)
+def _check_targets(target, classes, ignore_index):
+    """Raise if a target value is neither a class in [0, classes) nor ``ignore_index``.
+
+    On the CPU reading the targets costs nothing, so they are checked before the kernel runs
+    (it would index out of bounds); the GPU kernels flag a bad pixel instead, see loss.cu.
+    """
+    bad = ((target < 0) | (target >= classes)) & (target != ignore_index)
     if bad.any():
-        raise ValueError(bad_target_message(int(target[bad][0]), C, ignore_index))
+        pixel = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"target: pixel {pixel} holds {int(target[pixel])}, a value outside [0, {classes}) "
+                         f"(C = {classes} classes) that is not ignore_index={ignore_index}")
 
 
-def cross_entropy_forward(logits, target, weight, ignore_index):
-    """Per-pixel weighted cross-entropy of ``logits`` (N, C, H, W) against ``target`` (N, H, W).
-
-    Returns ``(loss, prob)``: ``loss`` (N, H, W) is ``-weight[t]*log prob[t]`` (0 where ``target
-    == ignore_index``; ``weight`` None weighs every class 1) and ``prob`` (N, C, H, W) the softmax
-    over classes, kept for the backward.
-    """
-    _check_inputs(logits, target, weight, ignore_index)
-    N, C, H, W = logits.shape
-    loss = np.empty((N, H, W), dtype=logits.dtype)
-    prob = np.empty_like(logits)
-    _forward_kernel(logits, target, logits[0, :, 0, 0] if weight is None else weight, weight is not None,
-                    int(ignore_index), loss, prob)
-    return loss, prob
+def cross_entropy_forward(logits, target, weight, weighted, ignore_index, loss, prob):
+    """``loss`` (N, H, W): ``-weight[t]*log prob[t]`` per pixel (0 where ``target == ignore_index``;
+    every class weighs 1 unless ``weighted``); ``prob`` (N, C, H, W): the softmax over classes."""
+    _check_targets(target, logits.shape[1], ignore_index)
+    _cross_entropy_forward(logits, target, weight, weighted, ignore_index, loss, prob)
 
 
-def cross_entropy_backward(gloss, prob, target, weight, ignore_index):
-    """Gradient of ``cross_entropy_forward``'s per-pixel loss w.r.t. the logits.
-
-    ``gloss`` is the gradient of the loss map: (N, H, W), or 0-d when every pixel has the same
-    one (a mean's or a sum's); ``prob`` what the forward returned. Returns ``glogits`` shaped
-    like ``prob`` (0 at ignored pixels).
-    """
-    _check_inputs(prob, target, weight, ignore_index)
-    check_loss_gradient(gloss, prob)
-    glogits = np.empty_like(prob)
-    _backward_kernel(gloss.reshape(-1), int(gloss.ndim > 0), prob, target,
-                     prob[0, :, 0, 0] if weight is None else weight, weight is not None,
-                     int(ignore_index), glogits)
-    return glogits
+def cross_entropy_backward(gloss, prob, target, weight, weighted, ignore_index, glogits):
+    """``glogits`` = dL/dlogits from ``gloss``, the gradient of the loss map: (N, H, W), or 0-d
+    when every pixel has the same one (a mean's); 0 at ignored pixels."""
+    _check_targets(target, prob.shape[1], ignore_index)
+    _cross_entropy_backward(gloss.reshape(-1), int(gloss.ndim > 0), prob, target, weight, weighted,
+                            ignore_index, glogits)

@@ -23,7 +23,7 @@ one iteration owns one whole (n, c) plane.
 
 Shapes. ``x, gx``: (N, C, H, W); ``y, gy``: (N, C, OH, OW).
 
-Loop mapping. The launchers view the arrays as (N*C, H, W) planes; ``prange`` runs over
+Loop mapping. The kernels view the arrays as (N*C, H, W) planes; ``prange`` runs over
 planes, the rows and columns of a plane run in order inside one thread::
 
     for p in prange(N*C):                        # one (n, c) plane per iteration
@@ -41,22 +41,26 @@ Optimizations:
     - Parallel over the N*C planes (256 in Fast-SCNN's pyramid pooling): enough work for
       every core, and plain 3-D indexing of contiguous planes, no per-element index decoding.
 """
-import numpy as np
 from numba import njit, prange
 
-from ..checks import check_float, check_pair, check_shape, pool_geometry
+__all__ = ["avg_pool2d_forward", "avg_pool2d_backward", "adaptive_avg_pool2d_forward",
+           "adaptive_avg_pool2d_backward"]
 
-__all__ = [
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "adaptive_avg_pool2d_forward",
-    "adaptive_avg_pool2d_backward",
-]
+
+@njit(cache=True)
+def _planes(a):
+    """``a`` (N, C, H, W) as its N*C planes (P, H, W)."""
+    N, C, H, W = a.shape
+    return a.reshape((N * C, H, W))
 
 
 @njit(parallel=True, cache=True)
-def _avg_pool_forward_kernel(x, KH, KW, SH, SW, PH, PW, y):
+def avg_pool2d_forward(x, kernel, stride, padding, y):
     """Each output is the window sum divided by ``KH*KW`` (padding counts as zeros)."""
+    KH, KW = kernel
+    SH, SW = stride
+    PH, PW = padding
+    x, y = _planes(x), _planes(y)
     P, H, W = x.shape
     _, OH, OW = y.shape
     inv_area = 1.0 / (KH * KW)
@@ -75,8 +79,12 @@ def _avg_pool_forward_kernel(x, KH, KW, SH, SW, PH, PW, y):
 
 
 @njit(parallel=True, cache=True)
-def _avg_pool_backward_kernel(gy, KH, KW, SH, SW, PH, PW, gx):
+def avg_pool2d_backward(gy, kernel, stride, padding, gx):
     """Gather: ``gx[h, w]`` sums ``gy`` over the outputs whose windows contain ``(h, w)``."""
+    KH, KW = kernel
+    SH, SW = stride
+    PH, PW = padding
+    gy, gx = _planes(gy), _planes(gx)
     P, OH, OW = gy.shape
     _, H, W = gx.shape
     inv_area = 1.0 / (KH * KW)
@@ -95,8 +103,9 @@ def _avg_pool_backward_kernel(gy, KH, KW, SH, SW, PH, PW, gx):
 
 
 @njit(parallel=True, cache=True)
-def _adaptive_forward_kernel(x, y):
+def adaptive_avg_pool2d_forward(x, y):
     """Each output averages its bin ``[floor(i*H/OH), ceil((i+1)*H/OH))`` in both axes."""
+    x, y = _planes(x), _planes(y)
     P, H, W = x.shape
     _, OH, OW = y.shape
     for p in prange(P):
@@ -114,11 +123,13 @@ def _adaptive_forward_kernel(x, y):
 
 
 @njit(parallel=True, cache=True)
-def _adaptive_backward_kernel(gy, gx):
-    """Scatter ``gy/bin_area`` over each bin; one plane per iteration, so no races."""
+def adaptive_avg_pool2d_backward(gy, gx):
+    """Zero the plane, then scatter ``gy/bin_area`` over each bin; one plane per iteration, so no races."""
+    gy, gx = _planes(gy), _planes(gx)
     P, OH, OW = gy.shape
     _, H, W = gx.shape
     for p in prange(P):
+        gx[p] = 0
         for oh in range(OH):
             h0 = (oh * H) // OH
             h1 = ((oh + 1) * H + OH - 1) // OH
@@ -129,52 +140,3 @@ def _adaptive_backward_kernel(gy, gx):
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         gx[p, h, w] += g
-
-
-def avg_pool2d_forward(x, kernel_size, stride, padding):
-    """Average pooling of ``x`` (N, C, H, W) like ``F.avg_pool2d``'s defaults; returns ``y``."""
-    check_float("x", x, ndim=4)
-    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x.shape, kernel_size, stride, padding)
-    N, C, H, W = x.shape
-    y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    _avg_pool_forward_kernel(x.reshape(N * C, H, W), KH, KW, SH, SW, PH, PW,
-                             y.reshape(N * C, OH, OW))
-    return y
-
-
-def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding):
-    """Gradient of ``avg_pool2d_forward`` w.r.t. its input of shape ``x_shape``; returns ``gx``."""
-    check_float("gy", gy, ndim=4)
-    if len(x_shape) != 4:
-        raise ValueError(f"x_shape: expected 4 dimensions, got {tuple(x_shape)}")
-    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x_shape, kernel_size, stride, padding)
-    N, C, H, W = x_shape
-    check_shape("gy", gy, (N, C, OH, OW))
-    gx = np.empty((N, C, H, W), dtype=gy.dtype)
-    _avg_pool_backward_kernel(gy.reshape(N * C, OH, OW), KH, KW, SH, SW, PH, PW,
-                              gx.reshape(N * C, H, W))
-    return gx
-
-
-def adaptive_avg_pool2d_forward(x, output_size):
-    """Adaptive average pooling of ``x`` (N, C, H, W) to ``output_size`` (OH, OW); returns ``y``."""
-    check_float("x", x, ndim=4)
-    OH, OW = check_pair("output_size", output_size, 1)
-    N, C, H, W = x.shape
-    y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    _adaptive_forward_kernel(x.reshape(N * C, H, W), y.reshape(N * C, OH, OW))
-    return y
-
-
-def adaptive_avg_pool2d_backward(gy, x_shape):
-    """Gradient of ``adaptive_avg_pool2d_forward`` w.r.t. its input of shape ``x_shape``."""
-    check_float("gy", gy, ndim=4)
-    if len(x_shape) != 4:
-        raise ValueError(f"x_shape: expected 4 dimensions, got {tuple(x_shape)}")
-    N, C, H, W = x_shape
-    if tuple(gy.shape[:2]) != (N, C):
-        raise ValueError(f"gy: expected shape ({N}, {C}, OH, OW), got {tuple(gy.shape)}")
-    OH, OW = gy.shape[2:]
-    gx = np.zeros((N, C, H, W), dtype=gy.dtype)
-    _adaptive_backward_kernel(gy.reshape(N * C, OH, OW), gx.reshape(N * C, H, W))
-    return gx

@@ -20,13 +20,11 @@ import numpy as np
 from numba import njit, prange
 from numba.typed import List
 
-from ..checks import check_sgd_args
-
 __all__ = ["sgd_step"]
 
 
 @njit(parallel=True, cache=True)
-def sgd_step_kernel(params, grads, buffers, lr, momentum, weight_decay, nesterov):
+def _sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov):
     """Update every ``params[k]`` (flat) from ``grads[k]`` and ``buffers[k]`` in place."""
     for k in prange(len(params)):
         t = np.int64(k)  # prange counts in uint64; a typed list wants a signed index
@@ -40,10 +38,8 @@ def sgd_step_kernel(params, grads, buffers, lr, momentum, weight_decay, nesterov
 
 
 def sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov):
-    """Apply one SGD step to the arrays ``params`` (in place), with ``buffers`` the momentum
-    buffers (updated in place; ignored when ``momentum`` is 0). All share one float dtype."""
-    dtype = check_sgd_args(params, grads, buffers, momentum)
-    t = dtype.type
+    """One SGD step on the arrays ``params`` (in place), with ``buffers`` the momentum buffers
+    (updated in place; pass ``params`` when ``momentum`` is 0). All share one float dtype."""
+    t = params[0].dtype.type
     flat = lambda arrays: List([a.reshape(-1) for a in arrays])  # noqa: E731
-    sgd_step_kernel(flat(params), flat(grads), flat(buffers if momentum else params), t(lr), t(momentum),
-                    t(weight_decay), bool(nesterov))
+    _sgd_step(flat(params), flat(grads), flat(buffers), t(lr), t(momentum), t(weight_decay), bool(nesterov))

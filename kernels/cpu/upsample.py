@@ -18,9 +18,9 @@ spread back onto the same four source pixels with the same four weights.
 
 Shapes. ``x, gx``: (N, C, H, W); ``y, gy``: (N, C, OH, OW). The per-axis tables
 ``h0, h1, lh0, lh1`` (length OH) and ``w0, w1, lw0, lw1`` (length OW) are computed once
-per call in the dtype of ``x``, with the same float operations as PyTorch.
+per call (:func:`_axis`) in the dtype of ``x``, with the same float operations as PyTorch.
 
-Loop mapping. The launchers view the arrays as (N*C, H, W) planes; ``prange`` runs over
+Loop mapping. The kernels view the arrays as (N*C, H, W) planes; ``prange`` runs over
 planes. The 2-D interpolation is done as two 1-D passes: mix the two source rows of an
 output row into a scratch row ``t`` (length W), then interpolate ``t`` along the width::
 
@@ -42,17 +42,41 @@ Optimizations:
 import numpy as np
 from numba import njit, prange
 
-from ..checks import check_float, check_pair
-
 __all__ = ["bilinear_forward", "bilinear_backward"]
 
 
+@njit(cache=True)
+def _axis(in_size, out_size, ratio, align_corners, like):
+    """Per-axis tables ``(i0, i1, l0, l1)`` of PyTorch's ``upsample_bilinear2d``.
+
+    Computed in the dtype of the array ``like``, with ``ratio`` rounded to it first, as
+    PyTorch does, so float32 weights follow PyTorch's rounding rather than a more exact
+    float64 version of them.
+    """
+    T = like.dtype.type
+    i0, i1 = np.empty(out_size, np.int64), np.empty(out_size, np.int64)
+    l0, l1 = np.empty(out_size, like.dtype), np.empty(out_size, like.dtype)
+    r, zero, half, one = T(ratio), T(0), T(0.5), T(1)
+    for d in range(out_size):
+        if out_size == in_size:                      # PyTorch copies
+            i0[d], i1[d], l0[d], l1[d] = d, d, one, zero
+            continue
+        src = T(d) * r if align_corners else max((T(d) + half) * r - half, zero)
+        a = min(int(src), in_size - 1)
+        lam = min(max(src - T(a), zero), one)
+        i0[d], i1[d], l0[d], l1[d] = a, a + 1 if a < in_size - 1 else a, one - lam, lam
+    return i0, i1, l0, l1
+
+
 @njit(parallel=True, cache=True)
-def _forward_kernel(x, h0, h1, lh0, lh1, w0, w1, lw0, lw1, y):
+def bilinear_forward(x, ratio, align_corners, y):
     """Per plane and output row: mix two source rows, then interpolate along the width."""
-    P, H, W = x.shape
-    _, OH, OW = y.shape
-    for p in prange(P):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    h0, h1, lh0, lh1 = _axis(H, OH, ratio[0], align_corners, x)
+    w0, w1, lw0, lw1 = _axis(W, OW, ratio[1], align_corners, x)
+    x, y = x.reshape((N * C, H, W)), y.reshape((N * C, OH, OW))
+    for p in prange(N * C):
         t = np.empty(W, dtype=x.dtype)
         for oh in range(OH):
             a, b = h0[oh], h1[oh]
@@ -64,11 +88,15 @@ def _forward_kernel(x, h0, h1, lh0, lh1, w0, w1, lw0, lw1, y):
 
 
 @njit(parallel=True, cache=True)
-def _backward_kernel(gy, h0, h1, lh0, lh1, w0, w1, lw0, lw1, gx):
+def bilinear_backward(gy, ratio, align_corners, gx):
     """Transpose of the forward: scatter each ``gy`` row along the width, then into two rows."""
-    P, OH, OW = gy.shape
-    _, H, W = gx.shape
-    for p in prange(P):
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    h0, h1, lh0, lh1 = _axis(H, OH, ratio[0], align_corners, gx)
+    w0, w1, lw0, lw1 = _axis(W, OW, ratio[1], align_corners, gx)
+    gy, gx = gy.reshape((N * C, OH, OW)), gx.reshape((N * C, H, W))
+    for p in prange(N * C):
+        gx[p] = 0
         t = np.empty(W, dtype=gy.dtype)
         for oh in range(OH):
             t[:] = 0
@@ -81,61 +109,3 @@ def _backward_kernel(gy, h0, h1, lh0, lh1, w0, w1, lw0, lw1, gx):
             for w in range(W):
                 gx[p, a, w] += la * t[w]
                 gx[p, b, w] += lb * t[w]
-
-
-def _source_index(in_size, out_size, ratio, align_corners, dtype):
-    """Per-axis tables ``(i0, i1, l0, l1)`` of PyTorch's ``upsample_bilinear2d``.
-
-    Computed in ``dtype`` with ``ratio`` rounded to it first, as PyTorch does, so float32
-    weights follow PyTorch's rounding rather than a more exact float64 version of them.
-    """
-    d = np.arange(out_size, dtype=dtype)
-    if out_size == in_size:
-        i = np.arange(out_size, dtype=np.int64)
-        return i, i, np.ones_like(d), np.zeros_like(d)
-    r = dtype.type(ratio)
-    if align_corners:
-        src = d * r
-    else:
-        src = np.maximum((d + dtype.type(0.5)) * r - dtype.type(0.5), 0)
-    i0 = np.minimum(src.astype(np.int64), in_size - 1)
-    i1 = np.where(i0 < in_size - 1, i0 + 1, i0)
-    l1 = np.clip(src - i0.astype(dtype), 0, 1)
-    return i0, i1, 1 - l1, l1
-
-
-def _tables(in_hw, out_hw, ratio, align_corners, dtype):
-    """Validate ``ratio`` and build the tables of both axes."""
-    if len(ratio) != 2 or any(not np.isfinite(r) or r < 0 for r in ratio):
-        raise ValueError(f"ratio: expected a pair of finite floats >= 0, got {ratio}")
-    return (_source_index(in_hw[0], out_hw[0], float(ratio[0]), align_corners, dtype)
-            + _source_index(in_hw[1], out_hw[1], float(ratio[1]), align_corners, dtype))
-
-
-def bilinear_forward(x, size, ratio, align_corners):
-    """Resize ``x`` (N, C, H, W) to ``size`` (OH, OW) bilinearly; returns ``y``.
-
-    ``ratio`` (rh, rw): source pixels per output pixel, as PyTorch computes them.
-    """
-    check_float("x", x, ndim=4)
-    OH, OW = check_pair("size", size, 1)
-    N, C, H, W = x.shape
-    tables = _tables((H, W), (OH, OW), ratio, bool(align_corners), x.dtype)
-    y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    _forward_kernel(x.reshape(N * C, H, W), *tables, y.reshape(N * C, OH, OW))
-    return y
-
-
-def bilinear_backward(gy, x_shape, ratio, align_corners):
-    """Gradient of ``bilinear_forward`` w.r.t. its input of shape ``x_shape``; returns ``gx``."""
-    check_float("gy", gy, ndim=4)
-    if len(x_shape) != 4 or any(int(s) != s or s < 1 for s in x_shape):
-        raise ValueError(f"x_shape: expected 4 positive integers, got {tuple(x_shape)}")
-    N, C, H, W = (int(s) for s in x_shape)
-    if tuple(gy.shape[:2]) != (N, C):
-        raise ValueError(f"gy: expected shape ({N}, {C}, OH, OW), got {tuple(gy.shape)}")
-    OH, OW = gy.shape[2:]
-    tables = _tables((H, W), (OH, OW), ratio, bool(align_corners), gy.dtype)
-    gx = np.zeros((N, C, H, W), dtype=gy.dtype)
-    _backward_kernel(gy.reshape(N * C, OH, OW), *tables, gx.reshape(N * C, H, W))
-    return gx

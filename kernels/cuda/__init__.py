@@ -1,9 +1,10 @@
-"""The GPU backend: CUDA C kernels on CuPy arrays (see ``kernels`` for the shared API).
+"""The GPU backend: CUDA C kernels on CuPy arrays (see ``kernels`` for the backend API).
 
 Each op family is a ``.cu`` file (the lesson: math, thread mapping, kernels) and a ``.py``
-launcher of the same name. ``_module.py`` compiles the ``.cu`` files on first use and is
-the one place that launches kernels (``MTS_DEBUG=1`` prints every launch).
-Importing this package imports CuPy; ``import kernels`` alone does not.
+of the same name holding its launches. ``launch.py`` compiles the ``.cu`` files on first use
+and is the one place that launches kernels (``MTS_DEBUG=1`` prints every launch).
+Importing this package decides nothing: ``kernels.device`` picks CuPy or the emulated GPU
+at the first launch.
 """
 from .conv2d import *  # noqa: F401,F403
 from .depthwise import *  # noqa: F401,F403

@@ -1,6 +1,6 @@
 // 2-D convolution (groups == 1, no bias) on the GPU: the im2col and col2im kernels.
 //
-// The math and the driver (batched matrix products in cuBLAS) are in kernels/conv2d_gemm.py,
+// The math and the driver (batched matrix products in cuBLAS) are in kernels.ops.conv2d_*,
 // shared with the CPU; this file holds the two data-movement kernels, over the whole batch:
 //
 //     col[n, (c, kh, kw), (oh, ow)] = x[n, c, ih, iw]     ih = oh*sh - ph + kh*dh,

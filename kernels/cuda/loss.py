@@ -1,27 +1,27 @@
-"""Per-pixel cross-entropy on the GPU: the launchers of ``loss.cu``.
+"""Softmax cross-entropy per pixel on the GPU: the launches of ``loss.cu``.
 
-The lesson is the header of ``loss.cu``; ``kernels/cpu/loss.py`` computes the same numbers
-row by row. The launcher checks the arguments with the CPU's messages; the kernels check
-every target value, and a bad one is reported at the next read from the device (see
-``loss.cu``), so that a training step never waits for the GPU.
+Forward: one thread per pixel; backward: one thread per logit. A target value that is
+neither a class nor ``ignore_index`` cannot raise inside a kernel: the kernel records the
+first such pixel in a device flag (``atomicMin`` of ``launch << 32 | pixel``), and the flag
+is read at the next read from the device (``kernels.device.defer``), where the error is
+raised, as a GPU reports a device-side assert. The CPU twins: ``kernels/cpu/loss.py``.
 """
 import numpy as np
 
-from ..checks import check_cross_entropy_args, check_loss_gradient
-from ._module import cp, Module, defer, ints, on_gpu
+from ..device import defer
+from .launch import CudaFile, cp, ints
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
 
-KERNELS = ("cross_entropy_forward", "cross_entropy_backward")
-_module = Module("loss.cu", KERNELS, types=[(f, label) for (f,) in ((np.float32,), (np.float64,))
-                                            for label in (np.uint8, np.int64)])
+CUDA = CudaFile("loss.cu", __all__, types=[(f, label) for f in (np.float32, np.float64)
+                                             for label in (np.uint8, np.int64)])
 _NONE = np.iinfo(np.int64).max
 _flag = []     # [the device's int64 flag], made on first use
 _checks = []   # (target shape, classes, ignore_index) of each launch since the last read
 
 
 def _check_targets(target, classes, ignore_index):
-    """The flag and this launch's number for the kernel; the flag is read at the next read."""
+    """The launch's number and the flag, for the kernel; the flag is read at the next read."""
     if not _flag:
         _flag.append(cp.full(1, _NONE, np.int64))
     if not _checks:
@@ -44,44 +44,17 @@ def _report_bad_target():
                      f"reports it at the next read from the device)")
 
 
-def _check_inputs(logits, target, weight, ignore_index):
-    """Validate the arguments both directions share (the target values are checked on the GPU)."""
-    on_gpu(logits=logits, target=target, **({} if weight is None else {"weight": weight}))
-    check_cross_entropy_args(logits, target, weight, ignore_index)
-
-
-def cross_entropy_forward(logits, target, weight, ignore_index):
-    """Per-pixel weighted cross-entropy of ``logits`` (N, C, H, W) against ``target`` (N, H, W).
-
-    Returns ``(loss, prob)``: ``loss`` (N, H, W) is ``-weight[t]*log prob[t]`` (0 where ``target
-    == ignore_index``; ``weight`` None weighs every class 1) and ``prob`` (N, C, H, W) the softmax
-    over classes, kept for the backward.
-    """
-    _check_inputs(logits, target, weight, ignore_index)
+def cross_entropy_forward(logits, target, weight, weighted, ignore_index, loss, prob):
+    """``loss`` (N, H, W) and ``prob`` (N, C, H, W), the softmax; one thread per pixel."""
     N, C, H, W = logits.shape
-    loss = cp.empty((N, H, W), dtype=logits.dtype)
-    prob = cp.empty_like(logits)
-    _module.launch("cross_entropy_forward", (logits.dtype, target.dtype), target.size,
-                   (logits, target, logits if weight is None else weight, np.int32(weight is not None),
-                    np.int64(ignore_index), *ints(N, C, H * W),
-                    loss, prob, *_check_targets(target, C, ignore_index)))
-    return loss, prob
+    CUDA.launch("cross_entropy_forward", (logits.dtype, target.dtype), target.size,
+                (logits, target, weight, np.int32(weighted), np.int64(ignore_index), *ints(N, C, H * W),
+                 loss, prob, *_check_targets(target, C, ignore_index)))
 
 
-def cross_entropy_backward(gloss, prob, target, weight, ignore_index):
-    """Gradient of ``cross_entropy_forward``'s per-pixel loss w.r.t. the logits.
-
-    ``gloss`` is the gradient of the loss map: (N, H, W), or 0-d when every pixel has the same
-    one (a mean's or a sum's); ``prob`` what the forward returned. Returns ``glogits`` shaped
-    like ``prob`` (0 at ignored pixels).
-    """
-    _check_inputs(prob, target, weight, ignore_index)
-    on_gpu(gloss=gloss)
-    check_loss_gradient(gloss, prob)
+def cross_entropy_backward(gloss, prob, target, weight, weighted, ignore_index, glogits):
+    """``glogits`` from ``gloss`` ((N, H, W), or 0-d: one value for every pixel); one thread per logit."""
     N, C, H, W = prob.shape
-    glogits = cp.empty_like(prob)
-    _module.launch("cross_entropy_backward", (prob.dtype, target.dtype), glogits.size,
-                   (gloss, np.int32(gloss.ndim > 0), prob, target, prob if weight is None else weight,
-                    np.int32(weight is not None), np.int64(ignore_index),
-                    *ints(N, C, H * W), glogits, *_check_targets(target, C, ignore_index)))
-    return glogits
+    CUDA.launch("cross_entropy_backward", (prob.dtype, target.dtype), glogits.size,
+                (gloss, np.int32(gloss.ndim > 0), prob, target, weight, np.int32(weighted),
+                 np.int64(ignore_index), *ints(N, C, H * W), glogits, *_check_targets(target, C, ignore_index)))

@@ -21,7 +21,7 @@
 //     h0(i) <= h  <=>  i*H < (h+1)*O   <=>  i <= ((h+1)*O - 1) / H
 //     h1(i) >  h  <=>  (i+1)*H > h*O   <=>  i >= (h*O) / H            (integer division)
 //
-// Shapes. x, gx: (N, C, H, W); y, gy: (N, C, OH, OW); the launchers see them as P = N*C
+// Shapes. x, gx: (N, C, H, W); y, gy: (N, C, OH, OW); the kernels see them as P = N*C
 // planes, p = n*C + c.
 //
 // Thread-to-index mapping: one thread per element written, 256 per block,
@@ -64,8 +64,8 @@ __device__ int floor_div(int a, int b)
 
 // Each output is the window sum divided by KH*KW (padding counts as zeros).
 template <typename T>
-__global__ void avg_pool_forward(const T* x, int P, int H, int W, int KH, int KW,
-                                 int SH, int SW, int PH, int PW, int OH, int OW, T* y)
+__global__ void avg_pool2d_forward(const T* x, int P, int H, int W, int KH, int KW,
+                                   int SH, int SW, int PH, int PW, int OH, int OW, T* y)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= P * OH * OW) return;
@@ -84,8 +84,8 @@ __global__ void avg_pool_forward(const T* x, int P, int H, int W, int KH, int KW
 
 // Gather: gx[p, h, w] sums gy over the outputs whose windows contain (h, w).
 template <typename T>
-__global__ void avg_pool_backward(const T* gy, int P, int H, int W, int KH, int KW,
-                                  int SH, int SW, int PH, int PW, int OH, int OW, T* gx)
+__global__ void avg_pool2d_backward(const T* gy, int P, int H, int W, int KH, int KW,
+                                    int SH, int SW, int PH, int PW, int OH, int OW, T* gx)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= P * H * W) return;
@@ -104,7 +104,7 @@ __global__ void avg_pool_backward(const T* gy, int P, int H, int W, int KH, int 
 
 // Each output averages its bin [floor(i*H/OH), ceil((i+1)*H/OH)) in both axes.
 template <typename T>
-__global__ void adaptive_forward(const T* x, int P, int H, int W, int OH, int OW, T* y)
+__global__ void adaptive_avg_pool2d_forward(const T* x, int P, int H, int W, int OH, int OW, T* y)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= P * OH * OW) return;
@@ -123,7 +123,7 @@ __global__ void adaptive_forward(const T* x, int P, int H, int W, int OH, int OW
 
 // Gather: gx[p, h, w] sums gy/bin_area over the bins that contain (h, w).
 template <typename T>
-__global__ void adaptive_backward(const T* gy, int P, int H, int W, int OH, int OW, T* gx)
+__global__ void adaptive_avg_pool2d_backward(const T* gy, int P, int H, int W, int OH, int OW, T* gx)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= P * H * W) return;

@@ -1,71 +1,39 @@
-"""Average pooling (fixed window and adaptive) on the GPU: the launchers of ``pool.cu``.
+"""Average pooling (fixed window and adaptive) on the GPU: the launches of ``pool.cu``.
 
-The lesson is the header of ``pool.cu``; ``kernels/cpu/pool.py`` computes the same numbers
-one (n, c) plane per Numba thread. Here every kernel is one thread per element written,
-both backwards gathers. The argument checks are the CPU launchers', after a check that
-every array is on the GPU.
+One thread per element written; the arrays go in as P = N*C planes. The CPU twins:
+``kernels/cpu/pool.py``.
 """
-from ..checks import check_float, check_pair, check_shape, pool_geometry
-from ._module import cp, Module, ints, on_gpu
+from .launch import CudaFile, ints
 
-__all__ = [
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "adaptive_avg_pool2d_forward",
-    "adaptive_avg_pool2d_backward",
-]
+__all__ = ["avg_pool2d_forward", "avg_pool2d_backward", "adaptive_avg_pool2d_forward",
+           "adaptive_avg_pool2d_backward"]
 
-KERNELS = ("avg_pool_forward", "avg_pool_backward", "adaptive_forward", "adaptive_backward")
-_module = Module("pool.cu", KERNELS)
+CUDA = CudaFile("pool.cu", __all__)
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding):
-    """Average pooling of ``x`` (N, C, H, W) as ``F.avg_pool2d`` with its defaults; returns ``y``."""
-    on_gpu(x=x)
-    check_float("x", x, ndim=4)
-    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x.shape, kernel_size, stride, padding)
+def _planes(x, y):
+    """``(P, H, W, OH, OW)`` of the (N, C, H, W) input side ``x`` and output side ``y``."""
     N, C, H, W = x.shape
-    y = cp.empty((N, C, OH, OW), dtype=x.dtype)
-    _module.launch("avg_pool_forward", x.dtype, y.size,
-                   (x, *ints(N * C, H, W, KH, KW, SH, SW, PH, PW, OH, OW), y))
-    return y
+    return ints(N * C, H, W, *y.shape[2:])
 
 
-def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding):
-    """Gradient of ``avg_pool2d_forward`` w.r.t. its input of shape ``x_shape``; returns ``gx``."""
-    on_gpu(gy=gy)
-    check_float("gy", gy, ndim=4)
-    if len(x_shape) != 4:
-        raise ValueError(f"x_shape: expected 4 dimensions, got {tuple(x_shape)}")
-    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = pool_geometry(x_shape, kernel_size, stride, padding)
-    N, C, H, W = x_shape
-    check_shape("gy", gy, (N, C, OH, OW))
-    gx = cp.empty((N, C, H, W), dtype=gy.dtype)
-    _module.launch("avg_pool_backward", gy.dtype, gx.size,
-                   (gy, *ints(N * C, H, W, KH, KW, SH, SW, PH, PW, OH, OW), gx))
-    return gx
+def avg_pool2d_forward(x, kernel, stride, padding, y):
+    """``y``: the window averages of ``x`` (padding counts as zeros)."""
+    P, H, W, OH, OW = _planes(x, y)
+    CUDA.launch("avg_pool2d_forward", x.dtype, y.size, (x, P, H, W, *ints(*kernel, *stride, *padding), OH, OW, y))
 
 
-def adaptive_avg_pool2d_forward(x, output_size):
-    """Adaptive average pooling of ``x`` (N, C, H, W) to ``output_size`` (OH, OW); returns ``y``."""
-    on_gpu(x=x)
-    check_float("x", x, ndim=4)
-    OH, OW = check_pair("output_size", output_size, 1)
-    N, C, H, W = x.shape
-    y = cp.empty((N, C, OH, OW), dtype=x.dtype)
-    _module.launch("adaptive_forward", x.dtype, y.size, (x, *ints(N * C, H, W, OH, OW), y))
-    return y
+def avg_pool2d_backward(gy, kernel, stride, padding, gx):
+    """``gx`` = dL/dx, each element gathering the outputs whose windows contain it."""
+    P, H, W, OH, OW = _planes(gx, gy)
+    CUDA.launch("avg_pool2d_backward", gy.dtype, gx.size, (gy, P, H, W, *ints(*kernel, *stride, *padding), OH, OW, gx))
 
 
-def adaptive_avg_pool2d_backward(gy, x_shape):
-    """Gradient of ``adaptive_avg_pool2d_forward`` w.r.t. its input of shape ``x_shape``."""
-    on_gpu(gy=gy)
-    check_float("gy", gy, ndim=4)
-    if len(x_shape) != 4:
-        raise ValueError(f"x_shape: expected 4 dimensions, got {tuple(x_shape)}")
-    N, C, H, W = x_shape
-    check_shape("gy", gy, (N, C) + tuple(gy.shape[2:]))
-    OH, OW = gy.shape[2:]
-    gx = cp.empty((N, C, H, W), dtype=gy.dtype)
-    _module.launch("adaptive_backward", gy.dtype, gx.size, (gy, *ints(N * C, H, W, OH, OW), gx))
-    return gx
+def adaptive_avg_pool2d_forward(x, y):
+    """``y``: the mean of each output's bin of ``x``."""
+    CUDA.launch("adaptive_avg_pool2d_forward", x.dtype, y.size, (x, *_planes(x, y), y))
+
+
+def adaptive_avg_pool2d_backward(gy, gx):
+    """``gx`` = dL/dx, each element gathering from the bins that contain it."""
+    CUDA.launch("adaptive_avg_pool2d_backward", gy.dtype, gx.size, (gy, *_planes(gx, gy), gx))

@@ -32,7 +32,7 @@
 // Optimizations (not taken, to keep one pattern): warp shuffles (__shfl_down_sync) would
 // replace the last five levels of the tree and their __syncthreads.
 
-constexpr int THREADS = 256;  // must equal kernels/cuda/_module.py THREADS: blocks are this big
+constexpr int THREADS = 256;  // must equal kernels/cuda/launch.py THREADS: blocks are this big
 
 // Sum v over the block. Every thread must call it (it synchronizes); thread 0 gets the total.
 __device__ double block_sum(double v, double* buf)

@@ -14,7 +14,7 @@ and behaves as a CuPy array does where a GPU would object:
   a kernel that forgets to write an element shows it.
 
 It also counts, for ``kernels.device.counters()``: the kernels CuPy itself would launch for
-array arithmetic, reductions, copies and fills (``kernels/cuda/_module.py`` counts ours),
+array arithmetic, reductions, copies and fills (``kernels/cuda/launch.py`` counts ours),
 device-to-host reads, and the bytes of live device arrays and their peak.
 """
 import functools

@@ -1,22 +1,21 @@
 """Compiling the ``.cu`` lessons and launching their kernels, for every launcher module.
 
-Every ``.cu`` file holds ``template <typename T>`` kernels. Its launcher module lists their
-names in ``KERNELS`` and wraps the file in a :class:`Module`; the first launch compiles the
-whole file with NVRTC (through ``cupy.RawModule``) for ``T = float`` and ``T = double``,
-and CuPy keeps the binary in memory and in its on-disk cache, so a process compiles each
-file at most once and a second process usually not at all.
+Every ``.cu`` file holds ``template <typename T>`` kernels. The launcher module of the same
+name wraps the file in a :class:`CudaFile` that lists the kernels' names; the first launch
+compiles the whole file with NVRTC (through ``cupy.RawModule``) for ``T = float`` and
+``T = double``, and CuPy keeps the binary in memory and in its on-disk cache, so a process
+compiles each file at most once and a second process usually not at all.
 
 Launch shapes:
 
-- :meth:`Module.launch`: one thread per output element, a 1-D grid of ``THREADS``-thread
+- :meth:`CudaFile.launch`: one thread per output element, a 1-D grid of ``THREADS``-thread
   blocks; the kernel guards with ``if (i >= n) return;``.
-- :meth:`Module.launch_rows`: a 2-D grid for the reductions, ``blockIdx.x`` = the row being
+- :meth:`CudaFile.launch_rows`: a 2-D grid for the reductions, ``blockIdx.x`` = the row being
   reduced (a channel, a channel x tap), ``blockIdx.y`` = a chunk of that row. Their kernels
   size their shared memory by ``THREADS`` in ``reduce.cuh``, which must equal ``THREADS`` here.
 
 ``MTS_DEBUG=1`` in the environment prints every launch (file, kernel, grid, block and the
-shapes of the array arguments) to stderr. :class:`Stats` counts the launches for
-``kernels.device.counters()``.
+shapes of the array arguments) to stderr; ``kernels.device.Stats`` counts them.
 """
 import os
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import device
 from ..device import array_module
 
 
@@ -46,20 +46,6 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
 FLOATS = ((np.float32,), (np.float64,))  # the template arguments most kernels are compiled for
 _HERE = Path(__file__).parent
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.MULTILINE)
-
-
-class Stats:
-    """Launches of our kernels so far, on the real or the emulated device."""
-
-    our_launches = 0
-
-
-def on_gpu(**arrays):
-    """Check every keyword argument is a CUDA array; a NumPy array here means mixed-up backends."""
-    for name, a in arrays.items():
-        if not isinstance(a, cp.ndarray):
-            raise TypeError(f"{name}: expected an array on device cuda, got "
-                            f"{type(a).__module__}.{type(a).__name__} (kernels.cpu takes NumPy arrays)")
 
 
 def chunks_for(length):
@@ -93,8 +79,8 @@ def _template(dtypes):
     return ", ".join(_CTYPES[np.dtype(d)] for d in dtypes)
 
 
-class Module:
-    """The kernels ``kernels`` of the file ``filename``, compiled on first use for every tuple
+class CudaFile:
+    """The kernels ``kernels`` of the ``.cu`` file ``filename``, compiled on first use for every tuple
     of template arguments in ``types`` (by default ``<float>`` and ``<double>``)."""
 
     def __init__(self, filename, kernels, types=FLOATS):
@@ -138,53 +124,10 @@ class Module:
             shapes = " ".join("x".join(map(str, a.shape)) or "()" for a in arrays)
             print(f"[mts] {self.filename} {name}<{_template(dtypes)}> grid={grid} "
                   f"block=({THREADS},) arrays: {shapes}", file=sys.stderr)
-        Stats.our_launches += 1
+        device.Stats.our_launches += 1
         self._function(name, dtypes)(grid, (THREADS,), args)
-
-
-_deferred = []  # checks to run at the next read from the device
-
-
-def defer(check):
-    """Run ``check()`` (which may raise) at the next read from the device, ``kernels.device.to_host``.
-
-    A kernel that finds bad input cannot raise: it records what it found in device memory.
-    Reading that back at once would make the host wait for the GPU; a GPU program learns of
-    such errors at its next read instead, and so does this package.
-    """
-    _deferred.append(check)
-
-
-def run_deferred():
-    """Run and forget the deferred checks (called after each read from the device)."""
-    while _deferred:
-        _deferred.pop(0)()
-
-
-def address(array):
-    """The device address of ``array``'s first element, for kernels that take tables of arrays."""
-    return array.data.ptr
 
 
 def ints(*values):
     """The values as ``np.int32`` kernel arguments (CuPy would pass a Python int as 64 bits)."""
     return tuple(np.int32(v) for v in values)
-
-
-def peak_memory_hook(counters):
-    """A CuPy memory hook that keeps ``counters.peak_bytes`` at the most bytes in use (real GPU)."""
-    class PeakMemory(cp.cuda.MemoryHook):
-        name = "mts-peak-memory"
-
-        def __init__(self):
-            self.used = cp.get_default_memory_pool().used_bytes()
-            counters.peak_bytes = counters.start_bytes = self.used
-
-        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
-            self.used += mem_size
-            counters.peak_bytes = max(counters.peak_bytes, self.used)
-
-        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
-            self.used -= mem_size
-
-    return PeakMemory()
