@@ -1,8 +1,9 @@
 """Every functional op: float64 finite-difference gradient checks, parity with torch, bad input.
 
-Gradient checks follow DESIGN.md: float64, tiny shapes, every element perturbed, inputs kept
-away from ReLU kinks and pooling ties by construction (continuous random values). They run
-on both devices (``device_name``): the CPU kernels and the CUDA ones, on a GPU or emulated.
+Gradient checks run in float64 on tiny shapes, perturb every element of every input, and keep
+the inputs away from ReLU kinks and pooling ties by construction (continuous random values).
+They run on both devices (``device_name``): the CPU kernels and the CUDA ones, on a GPU or
+emulated.
 """
 import numpy as np
 import pytest
