@@ -25,7 +25,7 @@ What it runs (float32, random inputs, the model freshly initialised with seed 0)
   what no timer saw (graph walk, gradient accumulation, Python) is the last row. With torch
   installed, torch's time for the same step is shown beside it.
 
-The ops are in :mod:`kernels.benchmark`, which times them one by one at these shapes.
+The ops are in :mod:`minitorch_seg.benchmark`, which times them one by one at these shapes.
 """
 import argparse
 import contextlib
@@ -45,9 +45,9 @@ from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
 from fastscnn.torch_reference import import_torch, torch_fastscnn
 from fastscnn.train import TrainConfig, param_groups, resolve
-from kernels.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, device_peak_bytes,
-                               emulated_note, gpu_name, median_ms, release_cached_memory, synchronizer,
-                               torch_device, torch_peak_bytes)
+from minitorch_seg.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, device_peak_bytes,
+                                     emulated_note, gpu_name, median_ms, release_cached_memory, synchronizer,
+                                     torch_device, torch_peak_bytes)
 
 IGNORE = 255
 DEFAULTS = {
@@ -178,7 +178,7 @@ class Bench:
         self.sync = synchronizer(device, torch)
 
     def ms(self, fn):
-        """Median milliseconds of ``fn()`` (see :func:`kernels.benchmark.median_ms`)."""
+        """Median milliseconds of ``fn()`` (see :func:`minitorch_seg.benchmark.median_ms`)."""
         return median_ms(fn, self.iters, self.sync)
 
     def release_memory(self):
