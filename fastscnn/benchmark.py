@@ -39,7 +39,7 @@ import numpy as np
 
 import minitorch_seg as mts
 import minitorch_seg.functional as F
-from fastscnn.cli import parse_size
+from fastscnn.argtypes import parse_size, positive_int
 from fastscnn.losses import SegmentationLoss
 from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
@@ -392,23 +392,16 @@ def report(result):
 
 
 # --- the command ---------------------------------------------------------------------------
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def _parser():
     p = argparse.ArgumentParser(prog="fastscnn benchmark", description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
-    p.add_argument("--batch-size", type=_positive, help="inference batch (default 1)")
-    p.add_argument("--height", type=_positive, help="inference height (default 1024 on cuda, 512 on cpu)")
-    p.add_argument("--width", type=_positive, help="inference width (default 2048 on cuda, 1024 on cpu)")
-    p.add_argument("--train-batch", type=_positive, help="training batch (default 12 on cuda, 2 on cpu)")
+    p.add_argument("--batch-size", type=positive_int, help="inference batch (default 1)")
+    p.add_argument("--height", type=positive_int, help="inference height (default 1024 on cuda, 512 on cpu)")
+    p.add_argument("--width", type=positive_int, help="inference width (default 2048 on cuda, 1024 on cpu)")
+    p.add_argument("--train-batch", type=positive_int, help="training batch (default 12 on cuda, 2 on cpu)")
     p.add_argument("--train-size", type=parse_size, help="training crop, N or HxW (default 1024x1024 on cuda, "
                                                      "512x1024 on cpu)")
-    p.add_argument("--iters", type=_positive, help="timed runs (the median is shown; default 20 on cuda, 3 on cpu)")
+    p.add_argument("--iters", type=positive_int, help="timed runs (the median is shown; default 20 on cuda, 3 on cpu)")
     p.add_argument("--compare-torch", action="store_true", help="time the same network in PyTorch too")
     p.add_argument("--profile", action="store_true", help="split one training step by op family")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
