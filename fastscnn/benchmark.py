@@ -107,7 +107,7 @@ def our_train_step(model, x, y, device):
     cfg = resolve(TrainConfig())  # the recipe's values (a TrainConfig field left None means default)
     optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     criterion = SegmentationLoss(cfg.aux_weight)
-    data, target = mts.tensor(x, device=device), mts.backend.to_device(y, device)
+    data, target = mts.tensor(x, device=device), mts.device.to_device(y, device)
     model.train()
 
     def loss():

@@ -17,7 +17,7 @@ freed during the backward pass.
 """
 import threading
 
-from . import backend
+from .device import allocation_of, device_of
 
 _state = threading.local()
 
@@ -103,7 +103,7 @@ class Function:
 
 
 def _check_same_device(op, args):
-    devices = {backend.device_of(a.data) for a in args if isinstance(a, _tensor.Tensor)}
+    devices = {device_of(a.data) for a in args if isinstance(a, _tensor.Tensor)}
     if len(devices) > 1:
         raise RuntimeError(f"{op}: expected all tensors on the same device, got {sorted(devices)}")
 
@@ -128,7 +128,7 @@ def _topological_order(root):
 
 def _bytes_of(array):
     """``(allocation, first byte, end byte)`` of the memory ``array`` spans."""
-    allocation, start, _ = backend.allocation_of(array)
+    allocation, start, _ = allocation_of(array)
     low = high = start
     for n, stride in zip(array.shape, array.strides):
         low, high = low + min(0, (n - 1) * stride), high + max(0, (n - 1) * stride)
@@ -212,7 +212,7 @@ def saved_bytes(root):
     for node in _topological_order(root._node):
         for array in (node.ctx.saved_tensors if node.ctx is not None else ()):
             if hasattr(array, "nbytes"):
-                key, _, size = backend.allocation_of(array)
+                key, _, size = allocation_of(array)
                 allocations[key] = size
     return sum(allocations.values())
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from . import cuda, functional
 from .autograd import no_grad
-from .backend import to_device
+from .device import to_device
 from .tensor import Tensor
 
 WARMUP = 1

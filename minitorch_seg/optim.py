@@ -12,7 +12,7 @@ the group's parameters, with buffers that start at 0 (so the first step gives bu
 """
 import kernels
 
-from . import backend
+from .device import to_device, xp_of
 
 
 class SGD:
@@ -65,7 +65,7 @@ class SGD:
             if group["momentum"]:
                 for i, p in chosen:
                     if i not in self.momentum_buffers:  # 0 before the first step: then b = g
-                        self.momentum_buffers[i] = backend.xp_of(p.data).zeros_like(p.data)
+                        self.momentum_buffers[i] = xp_of(p.data).zeros_like(p.data)
                     buffers.append(self.momentum_buffers[i])
             kernels.backend_for(params[0]).sgd_step(
                 params, [p.grad.data for _, p in chosen], buffers, group["lr"], group["momentum"],
@@ -89,7 +89,7 @@ class SGD:
             group.update(saved)
         params = [p for _, _, p in self._indexed()]
         self.momentum_buffers = {
-            int(i): backend.to_device(buf, params[int(i)].device).copy()
+            int(i): to_device(buf, params[int(i)].device).copy()
             for i, buf in state["momentum_buffers"].items()}
 
 
