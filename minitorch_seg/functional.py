@@ -13,9 +13,8 @@ import numpy as np
 import kernels
 
 from . import random as mrandom
-from .autograd import Function
 from .device import device_of, xp_of
-from .tensor import Tensor
+from .tensor import Function, Tensor
 
 
 # --- argument checks ------------------------------------------------------------------------

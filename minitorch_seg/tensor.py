@@ -1,14 +1,19 @@
-"""Tensor: an array (NumPy on the CPU, CuPy on the GPU), its gradient, and the node that made it.
+"""Tensor: an array (NumPy on the CPU, CuPy on the GPU), its gradient, and the node that made
+it; and Function, the base class of the operations that make tensors from tensors.
+
+:meth:`Function.apply` is where the graph grows: it runs ``forward`` on the arrays inside
+its Tensor arguments, wraps the result in a Tensor and, when a gradient is wanted, records
+an :class:`~minitorch_seg.autograd.Node` on it. The graph's pieces and the backward pass over
+it live in :mod:`minitorch_seg.autograd`, the module below this one.
 
 The arithmetic a Tensor knows (``+ - * / **``, ``exp``, ``log``, ``sum``, ``mean``,
-``reshape``, ``to``) is written below as small :class:`~minitorch_seg.autograd.Function`
-subclasses. Binary operations broadcast as NumPy does; their backward sums the gradient
-back to each input's shape (:func:`unbroadcast`).
+``reshape``, ``to``) is written below as small :class:`Function` subclasses. Binary
+operations broadcast as NumPy does; their backward sums the gradient back to each input's
+shape (:func:`unbroadcast`).
 """
 import numpy as np
 
 from . import autograd
-from .autograd import Function
 from .device import check_device, device_of, is_cuda_array, to_device, to_host, xp_for, xp_of
 
 
@@ -115,6 +120,10 @@ class Tensor:
                 raise ValueError(f"backward: grad must have shape {self.shape}, got {tuple(grad.shape)}")
         autograd.backward(self, grad)
 
+    def _accumulate_grad(self, g):
+        """Add the array ``g`` to ``grad`` (the backward pass calls this on leaves)."""
+        self.grad = Tensor(g) if self.grad is None else Tensor(self.grad.data + g)
+
     # --- arithmetic -------------------------------------------------------------------
     def _operand(self, other):
         if isinstance(other, Tensor):
@@ -180,6 +189,46 @@ class Tensor:
     def argmax(self, axis=None):
         """Indices of the maxima along ``axis`` (not differentiable)."""
         return Tensor(self.data.argmax(axis=axis))
+
+
+class Function:
+    """Base class of differentiable operations; subclasses define ``forward`` and ``backward``::
+
+        forward(ctx, *args)  -> array          # args: arrays and plain Python values
+        backward(ctx, grad)  -> one gradient array (or None) per positional argument of forward
+
+    and are called as ``Mul.apply(a, b)``, with Tensors where forward takes arrays.
+    """
+
+    @staticmethod
+    def forward(ctx, *args):
+        """Compute the output array from input arrays; save what backward needs on ``ctx``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Return the gradient of each positional input of forward (None where there is none)."""
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args):
+        """Run ``forward`` on the arrays inside ``args`` and record the graph when needed."""
+        _check_same_device(cls.__name__, args)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        record = autograd.is_grad_enabled() and any(needs)
+        ctx = autograd.Context(needs, record)
+        out = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args])
+        result = Tensor(out, requires_grad=record)
+        if record:
+            parents = tuple((a._node or a) if need else None for a, need in zip(args, needs))
+            result._node = autograd.Node(cls, ctx, parents)
+        return result
+
+
+def _check_same_device(op, args):
+    devices = {device_of(a.data) for a in args if isinstance(a, Tensor)}
+    if len(devices) > 1:
+        raise RuntimeError(f"{op}: expected all tensors on the same device, got {sorted(devices)}")
 
 
 def unbroadcast(grad, shape):
