@@ -25,7 +25,7 @@ What it runs (float32, random inputs, the model freshly initialised with seed 0)
   what no timer saw (graph walk, gradient accumulation, Python) is the last row. With torch
   installed, torch's time for the same step is shown beside it.
 
-The ops are in :mod:`kernels.benchmark`, which times them one by one at these shapes.
+The ops are in :mod:`minitorch_seg.benchmark`, which times them one by one at these shapes.
 """
 import argparse
 import contextlib
@@ -39,15 +39,15 @@ import numpy as np
 
 import minitorch_seg as mts
 import minitorch_seg.functional as F
-from fastscnn.cli import parse_size
+from fastscnn.argtypes import parse_size, positive_int
 from fastscnn.losses import SegmentationLoss
 from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
 from fastscnn.torch_reference import import_torch, torch_fastscnn
 from fastscnn.train import TrainConfig, param_groups, resolve
-from kernels.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, device_peak_bytes,
-                               emulated_note, gpu_name, median_ms, release_cached_memory, synchronizer,
-                               torch_device, torch_peak_bytes)
+from minitorch_seg.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, device_peak_bytes,
+                                     emulated_note, gpu_name, median_ms, release_cached_memory, synchronizer,
+                                     torch_device, torch_peak_bytes)
 
 IGNORE = 255
 DEFAULTS = {
@@ -107,7 +107,7 @@ def our_train_step(model, x, y, device):
     cfg = resolve(TrainConfig())  # the recipe's values (a TrainConfig field left None means default)
     optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     criterion = SegmentationLoss(cfg.aux_weight)
-    data, target = mts.tensor(x, device=device), mts.backend.to_device(y, device)
+    data, target = mts.tensor(x, device=device), mts.device.to_device(y, device)
     model.train()
 
     def loss():
@@ -178,7 +178,7 @@ class Bench:
         self.sync = synchronizer(device, torch)
 
     def ms(self, fn):
-        """Median milliseconds of ``fn()`` (see :func:`kernels.benchmark.median_ms`)."""
+        """Median milliseconds of ``fn()`` (see :func:`minitorch_seg.benchmark.median_ms`)."""
         return median_ms(fn, self.iters, self.sync)
 
     def release_memory(self):
@@ -392,23 +392,16 @@ def report(result):
 
 
 # --- the command ---------------------------------------------------------------------------
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def _parser():
     p = argparse.ArgumentParser(prog="fastscnn benchmark", description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
-    p.add_argument("--batch-size", type=_positive, help="inference batch (default 1)")
-    p.add_argument("--height", type=_positive, help="inference height (default 1024 on cuda, 512 on cpu)")
-    p.add_argument("--width", type=_positive, help="inference width (default 2048 on cuda, 1024 on cpu)")
-    p.add_argument("--train-batch", type=_positive, help="training batch (default 12 on cuda, 2 on cpu)")
+    p.add_argument("--batch-size", type=positive_int, help="inference batch (default 1)")
+    p.add_argument("--height", type=positive_int, help="inference height (default 1024 on cuda, 512 on cpu)")
+    p.add_argument("--width", type=positive_int, help="inference width (default 2048 on cuda, 1024 on cpu)")
+    p.add_argument("--train-batch", type=positive_int, help="training batch (default 12 on cuda, 2 on cpu)")
     p.add_argument("--train-size", type=parse_size, help="training crop, N or HxW (default 1024x1024 on cuda, "
                                                      "512x1024 on cpu)")
-    p.add_argument("--iters", type=_positive, help="timed runs (the median is shown; default 20 on cuda, 3 on cpu)")
+    p.add_argument("--iters", type=positive_int, help="timed runs (the median is shown; default 20 on cuda, 3 on cpu)")
     p.add_argument("--compare-torch", action="store_true", help="time the same network in PyTorch too")
     p.add_argument("--profile", action="store_true", help="split one training step by op family")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

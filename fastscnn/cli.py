@@ -10,30 +10,9 @@ import dataclasses
 import json
 import sys
 
+from fastscnn.argtypes import parse_scales, parse_size
 from fastscnn.errors import Interrupted, UserError
 from fastscnn.palette import NUM_CLASSES
-
-
-def parse_size(text):
-    """``512`` -> (512, 512); ``512x1024`` -> (512, 1024)."""
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts, default=0) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with positive integers, got {text!r}")
-    return (parts[0], parts[-1])
-
-
-def parse_scales(text):
-    """``0.5,1.0,1.5`` -> (0.5, 1.0, 1.5): positive resize ratios."""
-    try:
-        scales = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or min(scales) <= 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}")
-    return scales
 
 
 class _Parser(argparse.ArgumentParser):

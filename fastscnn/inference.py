@@ -31,7 +31,7 @@ from tqdm import tqdm
 import minitorch_seg as mts
 import minitorch_seg.functional as F
 from fastscnn.data.transforms import normalize
-from minitorch_seg import backend
+from minitorch_seg.device import xp_of
 
 
 def _pair(name, value):
@@ -108,7 +108,7 @@ class Inference:
             for size in sizes:
                 view = x.data if size == (height, width) else F.interpolate(x, size=size).data
                 views = [view, _mirror(view)] if self.flip else [view]
-                logits = self._stitched_logits(model, backend.xp_of(view).concatenate(views), bar)
+                logits = self._stitched_logits(model, xp_of(view).concatenate(views), bar)
                 for i in range(copies):
                     part = logits[i * n:(i + 1) * n]
                     part = _mirror(part) if i == 1 else part
@@ -120,7 +120,7 @@ class Inference:
     def _stitched_logits(self, model, views, bar):
         """Logits (B, classes, h, w) for the views (B, 3, h, w): one pass each, or the average
         of the overlapping windows' logits."""
-        xp = backend.xp_of(views)
+        xp = xp_of(views)
         b, _, h, w = views.shape
         boxes = self.windows(h, w)
         crops = xp.concatenate([views[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in boxes])
@@ -147,4 +147,4 @@ class Inference:
 
 def _mirror(a):
     """``a`` (N, C, H, W) mirrored left-right, as a contiguous array on its device."""
-    return backend.xp_of(a).ascontiguousarray(a[..., ::-1])
+    return xp_of(a).ascontiguousarray(a[..., ::-1])

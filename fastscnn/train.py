@@ -201,7 +201,7 @@ def train_step(model, optimizer, criterion, x, y, it, first_bad):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    xp = mts.backend.xp_of(loss.data)
+    xp = mts.device.xp_of(loss.data)
     first_bad = xp.where((first_bad == 0) & ~xp.isfinite(loss.data), it, first_bad)
     return loss.data, first_bad
 
@@ -217,7 +217,7 @@ def uploader(device):
 
 def _count_nonfinite(arrays):
     """How many of ``arrays`` (on one device) hold a NaN or an infinity, in one read-back."""
-    xp = mts.backend.xp_of(arrays[0])
+    xp = mts.device.xp_of(arrays[0])
     return int((~xp.stack([xp.isfinite(a).all() for a in arrays])).sum())
 
 
@@ -406,7 +406,7 @@ def train(cfg, progress=True):
     elif cfg.load_from:
         _load_weights(model, weights, cfg.load_from)
 
-    xp = mts.backend.xp_for(cfg.device)
+    xp = mts.device.xp_for(cfg.device)
     first_bad = xp.zeros((), dtype=np.int64)  # on the device; see train_step
     upload = uploader(cfg.device)
     loss = xp.zeros((), dtype=np.float32)
@@ -431,8 +431,8 @@ def train(cfg, progress=True):
     def check_loss():
         """Read the loss and the first non-finite iteration back, in one read from the device
         (made only at log time and before saving); raise if the loss went non-finite."""
-        xp = mts.backend.xp_of(first_bad)
-        value, at = mts.backend.to_host(xp.stack([loss.astype(np.float64), first_bad.astype(np.float64)]))
+        xp = mts.device.xp_of(first_bad)
+        value, at = mts.device.to_host(xp.stack([loss.astype(np.float64), first_bad.astype(np.float64)]))
         if at:
             raise diverged(f"the loss was not finite at iteration {int(at)}")
         return float(value)

@@ -51,6 +51,16 @@ def array_module():
     return cupy
 
 
+def raw_module(code, options, name_expressions):
+    """``cupy.RawModule(code=..., options=..., name_expressions=...)`` on device ``"cuda"``: compiled
+    by NVRTC for the GPU, or by the system C++ compiler for the emulator."""
+    if is_emulated():
+        from .cuda.emulator.compiler import RawModule
+    else:
+        from cupy import RawModule
+    return RawModule(code=code, options=options, name_expressions=name_expressions)
+
+
 def is_device_array(array):
     """True for an array on device ``"cuda"`` (CuPy's or the emulator's), checked without importing."""
     module = type(array).__module__

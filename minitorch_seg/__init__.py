@@ -6,11 +6,11 @@
 tensor(array([2., 4.], dtype=float32))
 """
 from . import cuda, functional, nn, optim
-from .autograd import Function, is_grad_enabled, no_grad
+from .autograd import is_grad_enabled, no_grad
 from .gradcheck import GradcheckError, gradcheck
 from .nn import load, save
 from .random import get_rng_state, manual_seed, set_rng_state
-from .tensor import Tensor, ones, tensor, zeros
+from .tensor import Function, Tensor, ones, tensor, zeros
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "Function", "no_grad", "is_grad_enabled",
            "gradcheck", "GradcheckError", "functional", "nn", "optim", "cuda", "save", "load",

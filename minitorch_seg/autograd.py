@@ -1,23 +1,28 @@
-"""Function, the graph, and backward in topological order.
+"""The graph, and backward in topological order: the machinery under every Tensor.
 
-Every differentiable operation is a :class:`Function` with two static methods::
+Every differentiable operation is a ``Function`` (defined with Tensor, in ``tensor.py``)
+with two static methods::
 
     forward(ctx, *args)  -> array          # args: arrays and plain Python values
     backward(ctx, grad)  -> one gradient array (or None) per positional argument of forward
 
-``Function.apply`` unwraps Tensors into arrays, runs ``forward`` and, when gradients are on and
-some input requires one, records a :class:`Node` on the output: the Function, its ``ctx``,
-and for each input where its gradient goes: the node that made the input, or the input itself
-if it is a leaf (a Tensor the user made). The graph is made of nodes, not of the tensors
-between them, so an intermediate result lives only as long as someone holds it: the user,
-or a ``ctx`` that saved it for backward (as in PyTorch). ``Tensor.backward`` walks the nodes
-in reverse topological order, adding (``+``) gradients that meet at a shared input, and
-releases each node's ``ctx`` and links as soon as it has run, so the saved activations are
-freed during the backward pass.
+When gradients are on and some input requires one, ``Function.apply`` records a
+:class:`Node` on its output: the Function, its :class:`Context` ``ctx``, and for each input
+where its gradient goes: the node that made the input, or the input itself if it is a leaf
+(a Tensor the user made). The graph is made of nodes, not of the tensors between them, so
+an intermediate result lives only as long as someone holds it: the user, or a ``ctx`` that
+saved it for backward (as in PyTorch). :func:`backward` walks the nodes in reverse
+topological order, adding (``+``) gradients that meet at a shared input, and releases each
+node's ``ctx`` and links as soon as it has run, so the saved activations are freed during
+the backward pass.
+
+This module comes first: ``tensor.py`` builds on it, and it never imports ``tensor.py``. Of
+a tensor it uses three things: ``_node`` (the node that made it, None for a leaf), ``grad``,
+and ``_accumulate_grad(array)``, which adds an array to a leaf's gradient.
 """
 import threading
 
-from . import backend
+from .device import allocation_of
 
 _state = threading.local()
 
@@ -74,40 +79,6 @@ class Node:
         self.fn, self.ctx, self.parents = fn, ctx, parents
 
 
-class Function:
-    """Base class of differentiable operations; subclasses define ``forward`` and ``backward``."""
-
-    @staticmethod
-    def forward(ctx, *args):
-        """Compute the output array from input arrays; save what backward needs on ``ctx``."""
-        raise NotImplementedError
-
-    @staticmethod
-    def backward(ctx, grad):
-        """Return the gradient of each positional input of forward (None where there is none)."""
-        raise NotImplementedError
-
-    @classmethod
-    def apply(cls, *args):
-        """Run ``forward`` on the arrays inside ``args`` and record the graph when needed."""
-        Tensor = _tensor.Tensor
-        _check_same_device(cls.__name__, args)
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = is_grad_enabled() and any(needs)
-        ctx = Context(needs, record)
-        out = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args])
-        result = Tensor(out, requires_grad=record)
-        if record:
-            result._node = Node(cls, ctx, tuple((a._node or a) if need else None for a, need in zip(args, needs)))
-        return result
-
-
-def _check_same_device(op, args):
-    devices = {backend.device_of(a.data) for a in args if isinstance(a, _tensor.Tensor)}
-    if len(devices) > 1:
-        raise RuntimeError(f"{op}: expected all tensors on the same device, got {sorted(devices)}")
-
-
 def _topological_order(root):
     """The nodes reachable from node ``root``, each after every node that used its output."""
     order, seen, stack = [], set(), [(root, False)]
@@ -128,7 +99,7 @@ def _topological_order(root):
 
 def _bytes_of(array):
     """``(allocation, first byte, end byte)`` of the memory ``array`` spans."""
-    allocation, start, _ = backend.allocation_of(array)
+    allocation, start, _ = allocation_of(array)
     low = high = start
     for n, stride in zip(array.shape, array.strides):
         low, high = low + min(0, (n - 1) * stride), high + max(0, (n - 1) * stride)
@@ -151,15 +122,14 @@ class _HandedOut:
 
 
 def _accumulate(leaf, g, handed_out):
-    """Add ``g`` into ``leaf.grad``; a first gradient is ``g`` itself unless another leaf (or the
-    caller) already holds that memory, e.g. ``(a + b).backward(g)`` hands ``g`` to both."""
-    if leaf.grad is not None:
-        leaf.grad = _tensor.Tensor(leaf.grad.data + g)
-        return
-    if handed_out.overlaps(g):
-        g = g.copy()
-    handed_out.add(g)
-    leaf.grad = _tensor.Tensor(g)
+    """Add ``g`` into ``leaf.grad`` (``Tensor._accumulate_grad``); a first gradient is ``g``
+    itself unless another leaf (or the caller) already holds that memory, e.g.
+    ``(a + b).backward(g)`` hands ``g`` to both."""
+    if leaf.grad is None:
+        if handed_out.overlaps(g):
+            g = g.copy()
+        handed_out.add(g)
+    leaf._accumulate_grad(g)
 
 
 def backward(root, grad):
@@ -212,9 +182,7 @@ def saved_bytes(root):
     for node in _topological_order(root._node):
         for array in (node.ctx.saved_tensors if node.ctx is not None else ()):
             if hasattr(array, "nbytes"):
-                key, _, size = backend.allocation_of(array)
+                key, _, size = allocation_of(array)
                 allocations[key] = size
     return sum(allocations.values())
 
-
-from . import tensor as _tensor  # noqa: E402  (tensor.py imports this module first)

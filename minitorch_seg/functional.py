@@ -13,10 +13,9 @@ import numpy as np
 
 from kernels import ops
 
-from . import backend
 from . import random as mrandom
-from .autograd import Function
-from .tensor import Tensor
+from .device import device_of, xp_of
+from .tensor import Function, Tensor
 
 
 # --- argument checks ------------------------------------------------------------------------
@@ -54,7 +53,7 @@ def _check_like(op, name, t, ref, shape=None):
 
 def _contiguous(*arrays):
     """The arrays, C-contiguous (as the kernels read them): a copy only of those that are not."""
-    return tuple(a if a.flags.c_contiguous else backend.xp_of(a).ascontiguousarray(a) for a in arrays)
+    return tuple(a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a) for a in arrays)
 
 
 # --- convolution ----------------------------------------------------------------------------
@@ -130,7 +129,7 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
-        xp = backend.xp_of(x)
+        xp = xp_of(x)
         (x,) = _contiguous(x)
         c = x.shape[1]
         weight = xp.ones(c, x.dtype) if weight is None else weight
@@ -201,7 +200,7 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
 class ReLU(Function):
     @staticmethod
     def forward(ctx, x):
-        y = backend.xp_of(x).maximum(x, 0)
+        y = xp_of(x).maximum(x, 0)
         ctx.save_for_backward(y)
         return y
 
@@ -244,7 +243,7 @@ def dropout(input, p=0.5, training=True):
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
-        xp = backend.xp_of(x)
+        xp = xp_of(x)
         shifted = x - x.max(axis=dim, keepdims=True)
         y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
         ctx.save_for_backward(y)
@@ -254,14 +253,14 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        xp = backend.xp_of(y)
+        xp = xp_of(y)
         return g - xp.exp(y) * g.sum(axis=ctx.dim, keepdims=True), None
 
 
 class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
-        xp = backend.xp_of(x)
+        xp = xp_of(x)
         e = xp.exp(x - x.max(axis=dim, keepdims=True))
         y = e / e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(y)
@@ -291,11 +290,11 @@ class Cat(Function):
     def forward(ctx, dim, *xs):
         ctx.dim = dim
         ctx.sizes = [x.shape[dim] for x in xs]
-        return backend.xp_of(xs[0]).concatenate(xs, axis=dim)
+        return xp_of(xs[0]).concatenate(xs, axis=dim)
 
     @staticmethod
     def backward(ctx, g):
-        xp = backend.xp_of(g)
+        xp = xp_of(g)
         bounds = np.cumsum(ctx.sizes)[:-1].tolist()
         return (None, *[part.copy() for part in xp.split(g, bounds, axis=ctx.dim)])
 
@@ -421,7 +420,7 @@ class CrossEntropy(Function):
             return loss.sum()
         valid = target != ignore_index
         if weight is not None:
-            valid = weight[backend.xp_of(target).where(valid, target, 0)] * valid
+            valid = weight[xp_of(target).where(valid, target, 0)] * valid
         ctx.denominator = valid.sum().astype(logits.dtype)  # the summed weight of counted pixels
         return loss.sum() / ctx.denominator
 
@@ -452,14 +451,14 @@ def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"
     if not hasattr(t, "dtype") or t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target: expected an integer tensor of class indices, "
                         f"got {getattr(t, 'dtype', type(t).__name__)}")
-    if backend.device_of(t) != input.device:
+    if device_of(t) != input.device:
         raise RuntimeError(f"{op}: target: expected a tensor on {input.device} (like input), "
-                           f"got {backend.device_of(t)}")
+                           f"got {device_of(t)}")
     n, c = input.shape[:2]
     expected = (n,) + input.shape[2:]
     if tuple(t.shape) != expected:
         raise ValueError(f"{op}: target: expected shape {expected} for input {input.shape}, got {tuple(t.shape)}")
-    xp = backend.xp_of(input.data)
+    xp = xp_of(input.data)
     if weight is not None:
         _check_like(op, "weight", weight, input, (c,))
     w = None if weight is None else _contiguous(weight.data)[0]

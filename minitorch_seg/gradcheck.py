@@ -8,8 +8,8 @@ Use float64: in float32 the rounding error of the difference swamps the gradient
 """
 import numpy as np
 
-from . import backend
 from .autograd import no_grad
+from .device import to_device
 from .tensor import Tensor
 
 
@@ -36,7 +36,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, samples=None, seed=0):
     rng = np.random.default_rng(seed)
     out = fn(*inputs)
     c_host = rng.standard_normal(out.shape)
-    c = Tensor(backend.to_device(c_host.astype(out.dtype), out.device))
+    c = Tensor(to_device(c_host.astype(out.dtype), out.device))
 
     def loss():
         with no_grad():

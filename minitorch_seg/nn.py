@@ -12,9 +12,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import backend
 from . import functional as F
 from . import random as mrandom
+from .device import check_device, is_cuda_array, to_device, to_host, xp_of
 from .tensor import Tensor
 
 
@@ -110,11 +110,11 @@ class Module:
 
     def to(self, device):
         """Move every parameter and buffer to ``device`` in place; returns self."""
-        device = backend.check_device(device)
+        device = check_device(device)
         for t in self._state_tensors():
-            t.data = backend.to_device(t.data, device)
+            t.data = to_device(t.data, device)
             if t.grad is not None:
-                t.grad = Tensor(backend.to_device(t.grad.data, device))
+                t.grad = Tensor(to_device(t.grad.data, device))
         return self
 
     def double(self):
@@ -159,11 +159,11 @@ class Module:
             if key not in own:
                 continue
             target = own[key]
-            array = value.numpy() if isinstance(value, Tensor) else backend.to_device(value, "cpu")
+            array = value.numpy() if isinstance(value, Tensor) else to_device(value, "cpu")
             if tuple(array.shape) != target.shape:
                 raise ValueError(f"load_state_dict: {key}: expected shape {target.shape}, "
                                  f"got {tuple(array.shape)}")
-            xp = backend.xp_of(target.data)
+            xp = xp_of(target.data)
             target.data[...] = xp.asarray(np.asarray(array, dtype=target.dtype))
 
 
@@ -281,8 +281,8 @@ class ModuleList(Module):
 def _to_host(obj):
     if isinstance(obj, Tensor):
         return obj.numpy().copy()
-    if backend.is_cuda_array(obj):
-        return backend.to_host(obj)
+    if is_cuda_array(obj):
+        return to_host(obj)
     if isinstance(obj, dict):
         return type(obj)((k, _to_host(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):

@@ -7,12 +7,13 @@ The update is PyTorch's (``torch.optim.SGD`` with dampening 0), for each paramet
     g = g + momentum * buf       (nesterov)        g = buf                    (otherwise)
     p = p - lr * g
 
-It runs as one kernel call per parameter group (per device and dtype within it) (``kernels.ops.sgd_step``) that updates all of
-the group's parameters, with buffers that start at 0 (so the first step gives buf = g).
+It runs as one kernel call (``kernels.ops.sgd_step``) per parameter group, or per device and
+dtype within a group, that updates all of those parameters, with buffers that start at 0
+(so the first step gives buf = g).
 """
 from kernels import ops
 
-from . import backend
+from .device import to_device, xp_of
 
 
 class SGD:
@@ -74,10 +75,10 @@ class SGD:
         if group["momentum"]:
             for i, p in chosen:
                 if i not in self.momentum_buffers:  # 0 before the first step: then b = g
-                    self.momentum_buffers[i] = backend.xp_of(p.data).zeros_like(p.data)
+                    self.momentum_buffers[i] = xp_of(p.data).zeros_like(p.data)
                 buffers.append(self.momentum_buffers[i])
-        grads = [p.grad.data if p.grad.data.flags.c_contiguous else backend.xp_of(p.data).ascontiguousarray(p.grad.data)
-                 for _, p in chosen]
+        grads = [xp_of(p.data).ascontiguousarray(p.grad.data) if not p.grad.data.flags.c_contiguous
+                 else p.grad.data for _, p in chosen]
         ops.sgd_step([p.data for _, p in chosen], grads, buffers, group["lr"], group["momentum"],
                      group["weight_decay"], group["nesterov"])
 
@@ -99,7 +100,7 @@ class SGD:
             group.update(saved)
         params = [p for _, _, p in self._indexed()]
         self.momentum_buffers = {
-            int(i): backend.to_device(buf, params[int(i)].device).copy()
+            int(i): to_device(buf, params[int(i)].device).copy()
             for i, buf in state["momentum_buffers"].items()}
 
 

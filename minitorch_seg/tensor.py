@@ -1,14 +1,20 @@
-"""Tensor: an array (NumPy on the CPU, CuPy on the GPU), its gradient, and the node that made it.
+"""Tensor: an array (NumPy on the CPU, CuPy on the GPU), its gradient, and the node that made
+it; and Function, the base class of the operations that make tensors from tensors.
+
+:meth:`Function.apply` is where the graph grows: it runs ``forward`` on the arrays inside
+its Tensor arguments, wraps the result in a Tensor and, when a gradient is wanted, records
+an :class:`~minitorch_seg.autograd.Node` on it. The graph's pieces and the backward pass over
+it live in :mod:`minitorch_seg.autograd`, the module below this one.
 
 The arithmetic a Tensor knows (``+ - * / **``, ``exp``, ``log``, ``sum``, ``mean``,
-``reshape``, ``to``) is written below as small :class:`~minitorch_seg.autograd.Function`
-subclasses. Binary operations broadcast as NumPy does; their backward sums the gradient
-back to each input's shape (:func:`unbroadcast`).
+``reshape``, ``to``) is written below as small :class:`Function` subclasses. Binary
+operations broadcast as NumPy does; their backward sums the gradient back to each input's
+shape (:func:`unbroadcast`).
 """
 import numpy as np
 
-from . import autograd, backend
-from .autograd import Function
+from . import autograd
+from .device import check_device, device_of, is_cuda_array, to_device, to_host, xp_for, xp_of
 
 
 class Tensor:
@@ -46,7 +52,7 @@ class Tensor:
     @property
     def device(self):
         """``"cpu"`` or ``"cuda"``: where the array lives."""
-        return backend.device_of(self.data)
+        return device_of(self.data)
 
     @property
     def is_leaf(self):
@@ -68,7 +74,7 @@ class Tensor:
     # --- leaving the graph ------------------------------------------------------------
     def numpy(self):
         """The values as a NumPy array on the host (a copy when on the GPU)."""
-        return backend.to_host(self.data)
+        return to_host(self.data)
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
@@ -82,9 +88,9 @@ class Tensor:
 
     def to(self, device):
         """This tensor on ``device`` (``"cpu"`` or ``"cuda"``); gradients flow back across."""
-        if backend.device_of(self.data) == backend.check_device(device):
+        if device_of(self.data) == check_device(device):
             return self
-        return ToDevice.apply(self, backend.check_device(device))
+        return ToDevice.apply(self, check_device(device))
 
     def cpu(self):
         """Shorthand for ``to("cpu")``."""
@@ -107,12 +113,16 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward: grad can be omitted only for a one-element "
                                    f"tensor, got shape {self.shape}")
-            grad = backend.xp_of(self.data).ones_like(self.data)
+            grad = xp_of(self.data).ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
             if tuple(grad.shape) != self.shape:
                 raise ValueError(f"backward: grad must have shape {self.shape}, got {tuple(grad.shape)}")
         autograd.backward(self, grad)
+
+    def _accumulate_grad(self, g):
+        """Add the array ``g`` to ``grad`` (the backward pass calls this on leaves)."""
+        self.grad = Tensor(g) if self.grad is None else Tensor(self.grad.data + g)
 
     # --- arithmetic -------------------------------------------------------------------
     def _operand(self, other):
@@ -120,7 +130,7 @@ class Tensor:
             if other.dtype != self.dtype:
                 raise TypeError(f"expected operands of the same dtype, got {self.dtype} and {other.dtype}")
             return other
-        return Tensor(backend.xp_of(self.data).asarray(other, dtype=self.dtype))
+        return Tensor(xp_of(self.data).asarray(other, dtype=self.dtype))
 
     def __add__(self, other):
         return Add.apply(self, self._operand(other))
@@ -179,6 +189,46 @@ class Tensor:
     def argmax(self, axis=None):
         """Indices of the maxima along ``axis`` (not differentiable)."""
         return Tensor(self.data.argmax(axis=axis))
+
+
+class Function:
+    """Base class of differentiable operations; subclasses define ``forward`` and ``backward``::
+
+        forward(ctx, *args)  -> array          # args: arrays and plain Python values
+        backward(ctx, grad)  -> one gradient array (or None) per positional argument of forward
+
+    and are called as ``Mul.apply(a, b)``, with Tensors where forward takes arrays.
+    """
+
+    @staticmethod
+    def forward(ctx, *args):
+        """Compute the output array from input arrays; save what backward needs on ``ctx``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Return the gradient of each positional input of forward (None where there is none)."""
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args):
+        """Run ``forward`` on the arrays inside ``args`` and record the graph when needed."""
+        _check_same_device(cls.__name__, args)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        record = autograd.is_grad_enabled() and any(needs)
+        ctx = autograd.Context(needs, record)
+        out = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args])
+        result = Tensor(out, requires_grad=record)
+        if record:
+            parents = tuple((a._node or a) if need else None for a, need in zip(args, needs))
+            result._node = autograd.Node(cls, ctx, parents)
+        return result
+
+
+def _check_same_device(op, args):
+    devices = {device_of(a.data) for a in args if isinstance(a, Tensor)}
+    if len(devices) > 1:
+        raise RuntimeError(f"{op}: expected all tensors on the same device, got {sorted(devices)}")
 
 
 def unbroadcast(grad, shape):
@@ -264,7 +314,7 @@ class Pow(Function):
 class Exp(Function):
     @staticmethod
     def forward(ctx, a):
-        out = backend.xp_of(a).exp(a)
+        out = xp_of(a).exp(a)
         ctx.save_for_backward(out)
         return out
 
@@ -277,7 +327,7 @@ class Log(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return backend.xp_of(a).log(a)
+        return xp_of(a).log(a)
 
     @staticmethod
     def backward(ctx, g):
@@ -290,8 +340,8 @@ def _expand_reduced(g, shape, axis, keepdims):
         axes = (axis,) if isinstance(axis, int) else tuple(axis)
         axes = sorted(a % len(shape) for a in axes)
         for a in axes:
-            g = backend.xp_of(g).expand_dims(g, a)
-    return backend.xp_of(g).broadcast_to(g, shape)
+            g = xp_of(g).expand_dims(g, a)
+    return xp_of(g).broadcast_to(g, shape)
 
 
 class Sum(Function):
@@ -334,12 +384,12 @@ class Reshape(Function):
 class ToDevice(Function):
     @staticmethod
     def forward(ctx, a, device):
-        ctx.device = backend.device_of(a)
-        return backend.to_device(a, device)
+        ctx.device = device_of(a)
+        return to_device(a, device)
 
     @staticmethod
     def backward(ctx, g):
-        return backend.to_device(g, ctx.device), None
+        return to_device(g, ctx.device), None
 
 
 _DEFAULT_FLOAT = np.float32
@@ -351,25 +401,25 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu"):
     Python floats become float32 (as in PyTorch), integers int64; an array keeps its dtype
     unless ``dtype`` is given. The data is copied onto ``device``.
     """
-    device = backend.check_device(device)
+    device = check_device(device)
     if isinstance(data, Tensor):
         data = data.data
-    data = backend.to_host(data) if backend.is_cuda_array(data) else data
+    data = to_host(data) if is_cuda_array(data) else data
     arr = np.array(data, dtype=dtype, copy=True, order="C")
     if dtype is None and not isinstance(data, np.ndarray) and arr.dtype == np.float64:
         arr = arr.astype(_DEFAULT_FLOAT)
     if requires_grad and arr.dtype.kind != "f":
         raise TypeError(f"requires_grad: only floating-point tensors can require grad, got {arr.dtype}")
-    return Tensor(backend.to_device(arr, device), requires_grad=requires_grad)
+    return Tensor(to_device(arr, device), requires_grad=requires_grad)
 
 
 def zeros(*shape, dtype=np.float32, device="cpu", requires_grad=False):
     """A tensor of zeros of the given shape."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Tensor(backend.xp_for(device).zeros(shape, dtype=dtype), requires_grad=requires_grad)
+    return Tensor(xp_for(device).zeros(shape, dtype=dtype), requires_grad=requires_grad)
 
 
 def ones(*shape, dtype=np.float32, device="cpu", requires_grad=False):
     """A tensor of ones of the given shape."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Tensor(backend.xp_for(device).ones(shape, dtype=dtype), requires_grad=requires_grad)
+    return Tensor(xp_for(device).ones(shape, dtype=dtype), requires_grad=requires_grad)

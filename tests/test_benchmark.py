@@ -23,14 +23,14 @@ torch = pytest.importorskip("torch")
 
 from fastscnn import benchmark as model_bench  # noqa: E402
 from fastscnn.torch_reference import torch_fastscnn  # noqa: E402
-from kernels import benchmark as op_bench  # noqa: E402
+from minitorch_seg import benchmark as op_bench  # noqa: E402
 from kernels import device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_importing_the_benchmarks_does_not_import_torch():
-    code = ("import sys, kernels.benchmark, fastscnn.benchmark, fastscnn.torch_reference; "
+    code = ("import sys, minitorch_seg.benchmark, fastscnn.benchmark, fastscnn.torch_reference; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
@@ -105,7 +105,7 @@ def test_model_benchmark_training_and_profile(model_run):
 
 
 @pytest.mark.skipif(device.gpu_present(), reason="checks the message shown without a GPU")
-@pytest.mark.parametrize("module", ["kernels.benchmark", "fastscnn.benchmark"])
+@pytest.mark.parametrize("module", ["minitorch_seg.benchmark", "fastscnn.benchmark"])
 def test_cuda_without_a_gpu_fails_clearly(module):
     # In a process of its own: this one may use the emulated GPU for "cuda".
     result = subprocess.run([sys.executable, "-m", module, "--device", "cuda"], capture_output=True,

@@ -122,7 +122,7 @@ def test_a_step_reads_nothing_launches_the_same_at_any_batch_and_leaves_only_its
     model = FastSCNN(19, aux=True).to("cuda")
     optimizer = mts.optim.SGD(param_groups(model, 4e-5), lr=0.01, momentum=0.9)
     upload, criterion = uploader("cuda"), SegmentationLoss(0.4)
-    first_bad = mts.backend.xp_for("cuda").zeros((), np.int64)
+    first_bad = mts.device.xp_for("cuda").zeros((), np.int64)
     counts = []
     for it, batch in enumerate((2, 2, 4), 1):  # the first step makes the momentum buffers
         rng = np.random.default_rng(it)
@@ -136,5 +136,5 @@ def test_a_step_reads_nothing_launches_the_same_at_any_batch_and_leaves_only_its
     # What is left: parameters, buffers, gradients, momentum, and the two 0-d results.
     state = [t.data for t in model.state_dict().values()] + [p.grad.data for p in model.parameters()]
     state += list(optimizer.momentum_buffers.values()) + [loss, first_bad] + _flag[len(flag_before):]
-    allocations = {key: size for key, _, size in map(mts.backend.allocation_of, state)}
+    allocations = {key: size for key, _, size in map(mts.device.allocation_of, state)}
     assert Stats.live_bytes - before == sum(allocations.values())

@@ -100,8 +100,8 @@ class CudaFile:
         key = f"{name}<{_template(dtypes)}>"
         if key not in self._functions:
             if self._raw is None:
-                self._raw = cp.RawModule(code=_source(self.filename), options=self.OPTIONS,
-                                         name_expressions=self.name_expressions())
+                self._raw = device.raw_module(code=_source(self.filename), options=self.OPTIONS,
+                                                 name_expressions=self.name_expressions())
             self._functions[key] = self._raw.get_function(key)
         return self._functions[key]
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import xp
+
 HERE = Path(__file__).parent
 # -U_FORTIFY_SOURCE: the checked longjmp of fortified builds refuses to jump between stacks.
 FLAGS = ["-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing",
@@ -161,7 +163,6 @@ class Function:
         self.param_names = param_names
 
     def __call__(self, grid, block, args, shared_mem=0, stream=None):
-        from . import xp
         grid, block = self._dims("grid", grid, 2**31 - 1), self._dims("block", block, MAX_BLOCK)
         if block[0] * block[1] * block[2] > MAX_BLOCK:
             raise KernelError(f"{self.name}: block {block} has more than {MAX_BLOCK} threads")
@@ -188,8 +189,7 @@ class Function:
 
         The whole device memory is saved and compared, not only the array arguments: a kernel
         may reach arrays through a table of addresses (``sgd.cu``)."""
-        from .xp import live_arrays
-        memory = live_arrays()
+        memory = xp.live_arrays()
         before = [m.copy() for m in memory]
         self._launch(grid, block, pointers, reverse=False)
         forward = [m.copy() for m in memory]

@@ -24,7 +24,6 @@ import weakref
 
 import numpy as np
 
-from .compiler import RawModule  # noqa: F401  (cupy.RawModule's stand-in)
 
 POISON = 0xFF
 

@@ -4,6 +4,13 @@ A Tensor never stores a device flag: its device is where its array lives. NumPy 
 on ``"cpu"``; arrays of ``kernels.device.array_module()`` (CuPy's, or the emulated GPU's,
 which ``kernels.device`` chooses) are on ``"cuda"``. Nothing is imported for ``"cuda"``
 until it is asked for, so the package works on machines without CuPy.
+
+Two words kept apart: a *device* is where an array lives (this module); a *backend* is a
+module of kernels, ``kernels.cpu`` or ``kernels.cuda``, that ``kernels.backend_for(array)``
+picks for an array. The modules of this package import the functions they use by name
+(``from .device import xp_of``): ``device`` is also what every argument holding a device
+name is called, so the module itself is never a local name here. From outside, the module
+is ``mts.device`` (``mts.device.xp_of(array)``).
 """
 import numpy as np
 

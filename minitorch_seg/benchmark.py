@@ -1,6 +1,6 @@
 """Per-op benchmark: our kernels against PyTorch, forward + backward, at Fast-SCNN's shapes.
 
-    python -m kernels.benchmark --device cpu|cuda [--repeat N] [--json] [--quick]
+    python -m minitorch_seg.benchmark --device cpu|cuda [--repeat N] [--json] [--quick]
 
 Each row runs one op the way training runs it: the forward pass, then the backward pass
 with a fixed random upstream gradient (the loss row: its own scalar), gradients taken for
@@ -29,9 +29,8 @@ How it measures:
 - PyTorch settings: on the CPU ``torch.set_num_threads(os.cpu_count())``; on the GPU TF32
   off for matmul and cuDNN, so both sides compute in full float32 (cuDNN itself stays on).
 
-torch is imported only when the benchmark runs: it is the optional oracle. This module
-sits above the kernels it measures (it imports ``minitorch_seg``); ``kernels`` never
-imports it.
+torch is imported only when the benchmark runs: it is the optional oracle. This module lives
+in ``minitorch_seg``, above the kernels it measures: ``kernels`` imports nothing of ours.
 """
 import argparse
 import dataclasses
@@ -44,7 +43,10 @@ from typing import Callable
 
 import numpy as np
 
-from . import device
+from . import cuda, functional
+from .autograd import no_grad
+from .device import to_device
+from .tensor import Tensor
 
 WARMUP = 1
 CLASSES = 19
@@ -191,21 +193,21 @@ def configure_torch(torch, device):
 
 def check_cuda(torch=None):
     """Exit with a message unless device cuda is usable (and ``torch`` sees the GPU, when given)."""
-    if not device.available():
+    if not cuda.is_available():
         raise SystemExit("--device cuda: CuPy with a visible CUDA device is needed "
                          "(pip install 'minitorch-seg[cuda13]'), or the emulated GPU (MTS_CUDA=emulate)")
-    if torch is not None and not device.is_emulated() and not torch.cuda.is_available():
+    if torch is not None and not cuda.is_emulated() and not torch.cuda.is_available():
         raise SystemExit("--device cuda: this torch build sees no CUDA device; install a CUDA build")
 
 
 def torch_device(name):
     """Where torch runs beside us on device ``name``: the GPU, or the CPU beside the emulated GPU."""
-    return "cuda" if name == "cuda" and not device.is_emulated() else "cpu"
+    return "cuda" if name == "cuda" and not cuda.is_emulated() else "cpu"
 
 
 def emulated_note(name):
     """The note for results on the emulated GPU (or None): its times mean nothing."""
-    if name == "cuda" and device.is_emulated():
+    if name == "cuda" and cuda.is_emulated():
         return ("device cuda is the emulated GPU: our kernels run on the CPU one thread at a time and "
                 "torch runs on the CPU, so times and their ratios mean nothing here; the counters do")
     return None
@@ -218,7 +220,7 @@ def synchronizer(name, torch=None):
     torch_on_gpu = torch is not None and torch_device(name) == "cuda"
 
     def sync():
-        device.synchronize()
+        cuda.synchronize()
         if torch_on_gpu:
             torch.cuda.synchronize()
     return sync
@@ -239,11 +241,11 @@ def median_ms(fn, repeat, sync, warmup=WARMUP):
 
 
 def device_peak_bytes(fn):
-    """Bytes of our device arrays ``(before, at the peak)`` of running ``fn()`` (kernels.device.counters)."""
-    device.synchronize()
-    with device.counters() as c:
+    """Bytes of our device arrays ``(before, at the peak)`` of running ``fn()`` (``mts.cuda.counters``)."""
+    cuda.synchronize()
+    with cuda.counters() as c:
         fn()
-        device.synchronize()
+        cuda.synchronize()
     return c.start_bytes, c.peak_bytes
 
 
@@ -263,16 +265,15 @@ class Ours:
     name = "ours"
 
     def __init__(self, device):
-        import minitorch_seg as mts
-        self.mts, self.F, self.device = mts, mts.functional, device
+        self.F, self.device = functional, device
 
     def array(self, a):
         """``a`` (NumPy) on the device, as this library's raw data."""
-        return self.mts.backend.to_device(a, self.device)
+        return to_device(a, self.device)
 
     def leaf(self, data, requires_grad):
         """A fresh leaf over ``data`` (no copy), so gradients never accumulate across runs."""
-        return self.mts.Tensor(data, requires_grad=requires_grad)
+        return Tensor(data, requires_grad=requires_grad)
 
 
 class Torch:
@@ -304,7 +305,7 @@ def runner(lib, case, data, grad_out):
 
 def output_shape(case, ours, data):
     """The shape of the case's output: one forward pass of ours without a graph."""
-    with ours.mts.no_grad():
+    with no_grad():
         return case.call(ours.F, {k: ours.leaf(d, False) for k, (d, _) in data.items()}).shape
 
 
@@ -347,7 +348,7 @@ def busy_note():
 
 def release_cached_memory(torch=None):
     """Give the memory CuPy's pool (and ``torch``'s allocator, when given) keep cached back to the GPU."""
-    if device.is_emulated():
+    if cuda.is_emulated():
         return
     import cupy
     cupy.get_default_memory_pool().free_all_blocks()
@@ -357,7 +358,7 @@ def release_cached_memory(torch=None):
 
 def gpu_name():
     """The name of the current CUDA device, as CuPy reports it (or the emulated GPU's)."""
-    if device.is_emulated():
+    if cuda.is_emulated():
         return f"the emulated GPU on {os.cpu_count()} CPU cores"
     import cupy
     name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
@@ -404,7 +405,7 @@ def format_table(info, rows):
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m kernels.benchmark", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m minitorch_seg.benchmark", description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per op (the median is shown)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -419,8 +420,7 @@ def main(argv=None):
         raise SystemExit(f"--repeat: expected a positive integer, got {args.repeat}")
     torch = import_torch()
     if args.device is None:
-        import minitorch_seg as mts
-        args.device = mts.cuda.default_device()
+        args.device = cuda.default_device()
     if args.device == "cuda":
         check_cuda(torch)
     configure_torch(torch, torch_device(args.device))
