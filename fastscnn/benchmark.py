@@ -45,9 +45,10 @@ from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
 from fastscnn.torch_reference import import_torch, torch_fastscnn
 from fastscnn.train import TrainConfig, param_groups, resolve
-from minitorch_seg.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, device_peak_bytes,
-                                     emulated_note, gpu_name, median_ms, release_cached_memory, synchronizer,
-                                     torch_device, torch_peak_bytes)
+from minitorch_seg.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, counters,
+                                     device_peak_bytes, emulated_note, gpu_name, median_ms,
+                                     release_cached_memory, saved_bytes, synchronizer, torch_device,
+                                     torch_peak_bytes)
 
 IGNORE = 255
 DEFAULTS = {
@@ -125,7 +126,7 @@ def torch_saved_bytes(twin, torch, x, y, device):
     """Bytes PyTorch's autograd graph saves in the forward pass and loss of a training step.
 
     Every tensor the graph saves passes through a ``saved_tensors_hooks`` pack hook; each
-    storage counts once, whole (the way ``minitorch_seg.autograd.saved_bytes`` counts ours).
+    storage counts once, whole (the way ``minitorch_seg.benchmark.saved_bytes`` counts ours).
     """
     storages = {}
 
@@ -242,13 +243,13 @@ def _function_classes():
     return found
 
 
-_FAMILY_OF = {F.BatchNorm: "batchnorm", F.ReLU: "relu", F.Bilinear: "upsample", F.AvgPool2d: "pool",
-              F.AdaptiveAvgPool2d: "pool", F.CrossEntropy: "loss"}
+_FAMILY_OF = {F.BatchNormFunction: "batchnorm", F.ReLUFunction: "relu", F.BilinearFunction: "upsample",
+              F.AvgPool2dFunction: "pool", F.AdaptiveAvgPool2dFunction: "pool", F.CrossEntropyFunction: "loss"}
 
 
 def family(cls, ctx):
     """The op family a Function call counts toward (a convolution: dense or depthwise)."""
-    if cls is F.Conv2d:
+    if cls is F.Conv2dFunction:
         return "depthwise" if ctx.depthwise else "conv2d"
     return _FAMILY_OF.get(cls, "other")
 
@@ -434,12 +435,12 @@ def step_counters(bench, step, loss):
     counts = {"step_launches": None, "step_syncs": None, "step_peak_bytes": None}
     if bench.device == "cuda":
         bench.sync()
-        with mts.cuda.counters() as c:
+        with counters() as c:
             step()
             bench.sync()
         counts.update(step_launches=c.launches, step_syncs=c.syncs, step_peak_bytes=c.peak_bytes)
     value = loss()
-    counts["step_saved_bytes"] = mts.autograd.saved_bytes(value)
+    counts["step_saved_bytes"] = saved_bytes(value)
     return counts
 
 

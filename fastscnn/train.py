@@ -38,7 +38,7 @@ from tqdm import tqdm
 import minitorch_seg as mts
 from fastscnn import visualize
 from fastscnn.data.cityscapes import CityscapesDataset
-from fastscnn.data.loader import DataLoader
+from fastscnn.data.loader import DataLoader, Uploader
 from fastscnn.data.synthetic import generate_synthcity
 from fastscnn.data.transforms import TrainTransform
 from fastscnn.errors import DivergedError, InputError, InputNotFoundError, Interrupted, UserError
@@ -208,10 +208,10 @@ def train_step(model, optimizer, criterion, x, y, it, first_bad):
 
 def uploader(device):
     """``upload(x, y)``: a host batch on ``device``. On the CPU it is the batch itself (no
-    copy); on cuda each array goes through a pinned host buffer of its own (``mts.cuda.Uploader``)."""
+    copy); on cuda each array goes through a pinned host buffer of its own (:class:`Uploader`)."""
     if device == "cpu":
         return lambda x, y: (x, y)
-    images, labels = mts.cuda.Uploader(), mts.cuda.Uploader()
+    images, labels = Uploader(), Uploader()
     return lambda x, y: (images(x), labels(y))
 
 

@@ -46,13 +46,9 @@ def _on(array):
     return backend_for(array), device.array_module() if device.is_device_array(array) else np
 
 
-def output_size(size, kernel, stride, padding, dilation=1):
-    """The output length of a convolution or pooling window along one axis (PyTorch's formula)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def _conv_hw(hw, kernel, stride, padding, dilation):
-    return tuple(output_size(hw[i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2))
+    """(OH, OW) of a convolution or pooling window over ``hw`` (PyTorch's formula)."""
+    return tuple((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
 
 
 def _pointwise(kernel, stride, padding):
@@ -61,18 +57,24 @@ def _pointwise(kernel, stride, padding):
 
 # ----------------------------------------------------------------------------- convolution
 
+def _columns(K, xp, x, kernel, stride, padding, dilation, out_hw):
+    """im2col of ``x`` as (N, C*KH*KW, OH*OW); a 1x1 convolution at stride 1 reads x itself."""
+    N, C, H, W = x.shape
+    if _pointwise(kernel, stride, padding):
+        return x.reshape(N, C, H * W)
+    col = xp.empty((N, C * kernel[0] * kernel[1], *out_hw), x.dtype)
+    K.im2col(x, kernel, stride, padding, dilation, col)
+    return col.reshape(N, col.shape[1], -1)
+
+
 def conv2d_forward(x, w, stride, padding, dilation):
     """``F.conv2d(x, w, None, stride, padding, dilation)`` (groups 1): y (N, O, OH, OW)."""
     K, xp = _on(x)
     (N, C, H, W), (O, _, KH, KW) = x.shape, w.shape
     OH, OW = _conv_hw((H, W), (KH, KW), stride, padding, dilation)
     y = xp.empty((N, O, OH, OW), x.dtype)
-    if _pointwise((KH, KW), stride, padding):
-        col = x.reshape(N, C, H * W)
-    else:
-        col = xp.empty((N, C * KH * KW, OH, OW), x.dtype)
-        K.im2col(x, (KH, KW), stride, padding, dilation, col)
-    xp.matmul(w.reshape(O, C * KH * KW), col.reshape(N, C * KH * KW, OH * OW), out=y.reshape(N, O, OH * OW))
+    col = _columns(K, xp, x, (KH, KW), stride, padding, dilation, (OH, OW))
+    xp.matmul(w.reshape(O, C * KH * KW), col, out=y.reshape(N, O, OH * OW))
     return y
 
 
@@ -92,13 +94,9 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation):
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation):
     """dL/dw of :func:`conv2d_forward` (shape ``w_shape``) from ``gy`` = dL/dy."""
     K, xp = _on(gy)
-    (N, C, H, W), (O, _, KH, KW), (OH, OW) = x.shape, w_shape, gy.shape[2:]
-    if _pointwise((KH, KW), stride, padding):
-        col = x.reshape(N, C, H * W)
-    else:
-        col = xp.empty((N, C * KH * KW, OH, OW), x.dtype)
-        K.im2col(x, (KH, KW), stride, padding, dilation, col)
-    per_image = xp.matmul(gy.reshape(N, O, OH * OW), col.reshape(N, C * KH * KW, OH * OW).transpose(0, 2, 1))
+    (N, O, OH, OW), (_, C, KH, KW) = gy.shape, w_shape
+    col = _columns(K, xp, x, (KH, KW), stride, padding, dilation, (OH, OW))
+    per_image = xp.matmul(gy.reshape(N, O, OH * OW), col.transpose(0, 2, 1))
     gw = xp.empty(w_shape, gy.dtype)
     xp.sum(per_image, axis=0, out=gw.reshape(O, C * KH * KW))
     return gw

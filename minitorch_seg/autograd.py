@@ -22,7 +22,7 @@ and ``_accumulate_grad(array)``, which adds an array to a leaf's gradient.
 """
 import threading
 
-from .device import allocation_of
+from .device import allocation_of, contiguous
 
 _state = threading.local()
 
@@ -97,38 +97,15 @@ def _topological_order(root):
     return order[::-1]
 
 
-def _bytes_of(array):
-    """``(allocation, first byte, end byte)`` of the memory ``array`` spans."""
-    allocation, start, _ = allocation_of(array)
-    low = high = start
-    for n, stride in zip(array.shape, array.strides):
-        low, high = low + min(0, (n - 1) * stride), high + max(0, (n - 1) * stride)
-    return allocation, low, high + array.itemsize
-
-
-class _HandedOut:
-    """The memory of the gradients given to leaves so far, to give none of it out twice."""
-
-    def __init__(self):
-        self.spans = {}
-
-    def overlaps(self, array):
-        allocation, low, high = _bytes_of(array)
-        return any(lo < high and low < hi for lo, hi in self.spans.get(allocation, ()))
-
-    def add(self, array):
-        allocation, low, high = _bytes_of(array)
-        self.spans.setdefault(allocation, []).append((low, high))
-
-
 def _accumulate(leaf, g, handed_out):
-    """Add ``g`` into ``leaf.grad`` (``Tensor._accumulate_grad``); a first gradient is ``g``
-    itself unless another leaf (or the caller) already holds that memory, e.g.
-    ``(a + b).backward(g)`` hands ``g`` to both."""
+    """Add ``g`` into ``leaf.grad`` (``Tensor._accumulate_grad``). A first gradient is ``g``
+    itself, unless memory of g's allocation was already handed out (``handed_out``: their
+    ids), e.g. ``(a + b).backward(g)`` hands ``g`` to both: then a copy, so that no two
+    leaves, nor the caller, share a gradient's memory."""
     if leaf.grad is None:
-        if handed_out.overlaps(g):
+        if allocation_of(g)[0] in handed_out:
             g = g.copy()
-        handed_out.add(g)
+        handed_out.add(allocation_of(g)[0])
     leaf._accumulate_grad(g)
 
 
@@ -139,8 +116,7 @@ def backward(root, grad):
     its links once its backward has run, so an activation lives only until the gradient has
     gone past it. Each leaf gets a gradient array of its own.
     """
-    handed_out = _HandedOut()
-    handed_out.add(grad)
+    handed_out = {allocation_of(grad)[0]}
     if root._node is None:
         _accumulate(root, grad, handed_out)
         return
@@ -154,7 +130,7 @@ def backward(root, grad):
         if node.ctx is None:
             raise RuntimeError("backward: this graph was already released by an earlier backward; "
                                "recompute the forward pass")
-        in_grads = node.fn.backward(node.ctx, g)
+        in_grads = node.fn.backward(node.ctx, contiguous(g))
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         parents, node.ctx, node.parents = node.parents, None, ()
@@ -167,22 +143,3 @@ def backward(root, grad):
             else:
                 _accumulate(parent, ig, handed_out)
         del parents, in_grads, g, node
-
-
-def saved_bytes(root):
-    """Bytes of the arrays the graph below tensor ``root`` keeps for its backward pass.
-
-    Each allocation counts once, whole, however many saved arrays view it: what stays in
-    memory because of the graph (the measure ``fastscnn.benchmark`` compares with PyTorch's
-    saved tensors).
-    """
-    if root._node is None:
-        return 0
-    allocations = {}
-    for node in _topological_order(root._node):
-        for array in (node.ctx.saved_tensors if node.ctx is not None else ()):
-            if hasattr(array, "nbytes"):
-                key, _, size = allocation_of(array)
-                allocations[key] = size
-    return sum(allocations.values())
-

@@ -43,9 +43,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import cuda, functional
+from kernels import device
+
+from . import autograd, cuda, functional
 from .autograd import no_grad
-from .device import to_device
+from .device import allocation_of, to_device
 from .tensor import Tensor
 
 WARMUP = 1
@@ -241,9 +243,9 @@ def median_ms(fn, repeat, sync, warmup=WARMUP):
 
 
 def device_peak_bytes(fn):
-    """Bytes of our device arrays ``(before, at the peak)`` of running ``fn()`` (``mts.cuda.counters``)."""
+    """Bytes of our device arrays ``(before, at the peak)`` of running ``fn()`` (:class:`counters`)."""
     cuda.synchronize()
-    with cuda.counters() as c:
+    with counters() as c:
         fn()
         cuda.synchronize()
     return c.start_bytes, c.peak_bytes
@@ -257,6 +259,102 @@ def torch_peak_bytes(torch, fn):
     fn()
     torch.cuda.synchronize()
     return before, torch.cuda.max_memory_allocated()
+
+
+class Counters:
+    """What ran on device ``"cuda"`` inside a ``with counters() as c:`` block.
+
+    ``launches`` = ``our_launches`` (the ``.cu`` kernels) + ``library_launches`` (what CuPy
+    launches for array arithmetic, reductions, copies and fills); ``syncs``: device-to-host
+    reads, each of which makes the host wait for the GPU; ``peak_bytes``: the most bytes of
+    device arrays alive at once, counting ``start_bytes``, those alive when the block began.
+    """
+
+    def __init__(self):
+        self.our_launches = self.library_launches = self.syncs = self.peak_bytes = self.start_bytes = 0
+
+    @property
+    def launches(self):
+        """All kernel launches: ours and CuPy's."""
+        return self.our_launches + self.library_launches
+
+    def __repr__(self):
+        return (f"Counters(launches={self.launches} (ours {self.our_launches}, library "
+                f"{self.library_launches}), syncs={self.syncs}, peak_bytes={self.peak_bytes})")
+
+
+class counters:
+    """Context manager: ``with minitorch_seg.benchmark.counters() as c: ...`` then read ``c``.
+
+    On the emulated device every number is exact. On a real GPU ``our_launches`` and
+    ``peak_bytes`` (from CuPy's memory pool) are; CuPy's own launches and device-to-host
+    reads cannot be seen from Python there, so ``library_launches`` and ``syncs`` are None.
+    """
+
+    def __enter__(self):
+        self.result = Counters()
+        self._ours = device.Stats.our_launches
+        if device.is_emulated():
+            from kernels.cuda.emulator.xp import Stats as emulated
+            self._stats = emulated
+            self._start = (emulated.library_launches, emulated.syncs)
+            self.result.peak_bytes = self.result.start_bytes = emulated.live_bytes
+            emulated.watchers.append(self.result)
+        else:
+            self._hook = _peak_memory_hook(self.result)
+            self._hook.__enter__()
+        return self.result
+
+    def __exit__(self, *exc):
+        r = self.result
+        r.our_launches = device.Stats.our_launches - self._ours
+        if device.is_emulated():
+            self._stats.watchers.remove(r)
+            r.library_launches = self._stats.library_launches - self._start[0]
+            r.syncs = self._stats.syncs - self._start[1]
+        else:
+            self._hook.__exit__(*exc)
+            r.library_launches = r.syncs = None
+        return False
+
+
+def _peak_memory_hook(counters):
+    """A CuPy memory hook that keeps ``counters.peak_bytes`` at the most bytes in use (real GPU)."""
+    cp = device.array_module()
+
+    class PeakMemory(cp.cuda.MemoryHook):
+        name = "mts-peak-memory"
+
+        def __init__(self):
+            self.used = cp.get_default_memory_pool().used_bytes()
+            counters.peak_bytes = counters.start_bytes = self.used
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            self.used += mem_size
+            counters.peak_bytes = max(counters.peak_bytes, self.used)
+
+        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
+            self.used -= mem_size
+
+    return PeakMemory()
+
+
+def saved_bytes(root):
+    """Bytes of the arrays the graph below tensor ``root`` keeps for its backward pass.
+
+    Each allocation counts once, whole, however many saved arrays view it: what stays in
+    memory because of the graph (the measure ``fastscnn.benchmark`` compares with PyTorch's
+    saved tensors).
+    """
+    if root._node is None:
+        return 0
+    allocations = {}
+    for node in autograd._topological_order(root._node):
+        for array in (node.ctx.saved_tensors if node.ctx is not None else ()):
+            if hasattr(array, "nbytes"):
+                key, size = allocation_of(array)
+                allocations[key] = size
+    return sum(allocations.values())
 
 
 class Ours:

@@ -5,23 +5,11 @@ the emulated GPU that runs the same CUDA C kernels on the CPU (``kernels/cuda/em
 """
 from kernels import device as _device
 
-counters = _device.counters
-Uploader = _device.Uploader
-
-
-def emulate():
-    """Make device ``"cuda"`` the emulated GPU; call it before the first CUDA tensor."""
-    _device.emulate()
-
-
-def is_emulated():
-    """True when device ``"cuda"`` is the emulated GPU."""
-    return _device.is_emulated()
-
-
-def is_available():
-    """True when device ``"cuda"`` can be used: the emulator, or CuPy with a visible GPU."""
-    return _device.available()
+emulate = _device.emulate              # before the first CUDA tensor: "cuda" is the emulated GPU
+is_emulated = _device.is_emulated      # True when "cuda" is the emulated GPU
+is_available = _device.available       # the emulator, or CuPy with a visible GPU
+synchronize = _device.synchronize      # wait for every queued kernel (for timing); no-op without a GPU
+pinned_empty = _device.pinned_empty    # a host array the GPU's copy engine reads directly
 
 
 def default_device():
@@ -31,8 +19,3 @@ def default_device():
     name ``"cuda"`` to use it.
     """
     return "cuda" if not is_emulated() and _device.gpu_present() else "cpu"
-
-
-def synchronize():
-    """Wait for every queued GPU kernel to finish (for timing); a no-op without a GPU."""
-    _device.synchronize()

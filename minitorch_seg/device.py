@@ -39,6 +39,15 @@ def xp_for(device):
     return _cuda.array_module() if check_device(device) == "cuda" else np
 
 
+def contiguous(array):
+    """``array`` itself when C-contiguous (as kernels read memory), else a C-contiguous copy.
+
+    The engine passes every forward and backward its arrays through this, so no operation
+    sees a strided view or a broadcast (stride 0) gradient.
+    """
+    return array if array.flags.c_contiguous else xp_of(array).ascontiguousarray(array)
+
+
 def check_device(device):
     """Return ``device`` as ``"cpu"`` or ``"cuda"``; raise a ValueError for anything else."""
     name = str(device)
@@ -50,17 +59,14 @@ def check_device(device):
 
 
 def allocation_of(array):
-    """``(id of the allocation holding array's memory, address of its first element, the
-    allocation's bytes)``: arrays of different allocations never share memory."""
+    """``(id, bytes)`` of the allocation that holds ``array``'s memory: arrays of different
+    allocations never share memory."""
     if is_cuda_array(array):
-        memory = array.data.mem
-        return id(memory), array.data.ptr, memory.size
-    if isinstance(array, np.generic):  # a NumPy scalar (what a full reduction returns) owns itself
-        return id(array), 0, array.nbytes
-    owner = array
+        return id(array.data.mem), array.data.mem.size
+    owner = array  # a NumPy view's base chain ends at the array that owns the memory
     while isinstance(owner.base, np.ndarray):
         owner = owner.base
-    return id(owner), array.ctypes.data, owner.nbytes
+    return id(owner), owner.nbytes
 
 
 def to_host(array):

@@ -2,10 +2,12 @@
 
 Each public function checks its arguments (a clear error names the argument, what was
 expected and what was given): this is the one layer that checks. It then calls a
-:class:`Function` whose ``forward`` and ``backward`` hand C-contiguous arrays to the ops of
-``kernels`` (``kernels/ops.py``), which trust them and run the kernels of the device where
-the arrays live. Small elementwise pieces (ReLU, softmax, cat, the bias) are array
-expressions that run unchanged on NumPy and CuPy.
+:class:`Function` whose ``forward`` and ``backward`` hand their arrays (C-contiguous: the
+engine sees to that) to the ops of ``kernels`` (``kernels/ops.py``), which trust them and
+run the kernels of the device where the arrays live. Small elementwise pieces (ReLU,
+softmax, cat, the bias) are array expressions that run unchanged on NumPy and CuPy. The
+Functions are named ``<Op>Function`` (``Conv2dFunction``), apart from the layers of
+:mod:`minitorch_seg.nn` (``nn.Conv2d``) that hold parameters and call the functions below.
 """
 import numbers
 
@@ -14,7 +16,7 @@ import numpy as np
 from kernels import ops
 
 from . import random as mrandom
-from .device import device_of, xp_of
+from .device import contiguous, device_of, xp_of
 from .tensor import Function, Tensor
 
 
@@ -51,18 +53,12 @@ def _check_like(op, name, t, ref, shape=None):
         raise ValueError(f"{op}: {name}: expected shape {tuple(shape)}, got {t.shape}")
 
 
-def _contiguous(*arrays):
-    """The arrays, C-contiguous (as the kernels read them): a copy only of those that are not."""
-    return tuple(a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a) for a in arrays)
-
-
 # --- convolution ----------------------------------------------------------------------------
-class Conv2d(Function):
+class Conv2dFunction(Function):
     """Convolution through the conv2d (groups=1) or depthwise (groups=C) kernels."""
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, depthwise):
-        x, w = _contiguous(x, w)
         conv = ops.depthwise_forward if depthwise else ops.conv2d_forward
         y = conv(x, w, stride, padding, dilation)
         if b is not None:
@@ -75,7 +71,6 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
-        (gy,) = _contiguous(gy)
         if ctx.depthwise:
             back_input, back_weight = ops.depthwise_backward_input, ops.depthwise_backward_weight
         else:
@@ -114,27 +109,24 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"(input has {c} channels, groups={groups}), got weight shape {weight.shape}")
     if bias is not None:
         _check_like(op, "bias", bias, input, (o,))
-    for axis, size, k in (("height", h, kh), ("width", w, kw)):
-        i = 0 if axis == "height" else 1
+    for i, (axis, size, k) in enumerate((("height", h, kh), ("width", w, kw))):
         if size + 2 * padding[i] < dilation[i] * (k - 1) + 1:
             raise ValueError(f"{op}: input: {axis} {size} (padded {size + 2 * padding[i]}) is smaller "
                              f"than the dilated kernel {dilation[i] * (k - 1) + 1}")
-    return Conv2d.apply(input, weight, bias, stride, padding, dilation, depthwise)
+    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, depthwise)
 
 
 # --- batch norm -----------------------------------------------------------------------------
-class BatchNorm(Function):
+class BatchNormFunction(Function):
     """Batch norm over (N, H, W) per channel (then a ReLU, when ``relu``: one fused op); in
     training it also updates the running stats."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
         xp = xp_of(x)
-        (x,) = _contiguous(x)
         c = x.shape[1]
         weight = xp.ones(c, x.dtype) if weight is None else weight
         bias = xp.zeros(c, x.dtype) if bias is None else bias
-        weight, bias = _contiguous(weight, bias)
         ctx.training, ctx.eps = training, eps
         if training:
             y, a, b = ops.batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum,
@@ -148,7 +140,6 @@ class BatchNorm(Function):
     @staticmethod
     def backward(ctx, gy):
         x, weight, a, b, y = ctx.saved_tensors
-        (gy,) = _contiguous(gy)
         if ctx.training:
             gx, gw, gb = ops.batchnorm_backward_train(gy, x, a, b, weight, y)
         else:
@@ -193,11 +184,11 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
                          f"got shape {input.shape}")
     rm = None if running_mean is None else running_mean.data
     rv = None if running_var is None else running_var.data
-    return BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum), float(eps), relu)
+    return BatchNormFunction.apply(input, weight, bias, rm, rv, bool(training), float(momentum), float(eps), relu)
 
 
 # --- activations, dropout -------------------------------------------------------------------
-class ReLU(Function):
+class ReLUFunction(Function):
     @staticmethod
     def forward(ctx, x):
         y = xp_of(x).maximum(x, 0)
@@ -213,21 +204,21 @@ class ReLU(Function):
 def relu(input):
     """max(input, 0) elementwise."""
     _check_input("relu", "input", input)
-    return ReLU.apply(input)
+    return ReLUFunction.apply(input)
 
 
-class Dropout(Function):
+class DropoutFunction(Function):
     """Dropout with masks from the counter-based stream: backward draws the same mask again
     from the stream position the forward used, so no mask is kept."""
 
     @staticmethod
     def forward(ctx, x, p):
         ctx.p, ctx.stream = p, mrandom.take(x.size)
-        return ops.dropout(*_contiguous(x), p, *ctx.stream)
+        return ops.dropout(x, p, *ctx.stream)
 
     @staticmethod
     def backward(ctx, g):
-        return ops.dropout(*_contiguous(g), ctx.p, *ctx.stream), None
+        return ops.dropout(g, ctx.p, *ctx.stream), None
 
 
 def dropout(input, p=0.5, training=True):
@@ -237,10 +228,10 @@ def dropout(input, p=0.5, training=True):
         raise ValueError(f"dropout: p: expected 0 <= p < 1, got {p}")
     if not training or p == 0.0:
         return input
-    return Dropout.apply(input, float(p))
+    return DropoutFunction.apply(input, float(p))
 
 
-class LogSoftmax(Function):
+class LogSoftmaxFunction(Function):
     @staticmethod
     def forward(ctx, x, dim):
         xp = xp_of(x)
@@ -257,35 +248,19 @@ class LogSoftmax(Function):
         return g - xp.exp(y) * g.sum(axis=ctx.dim, keepdims=True), None
 
 
-class Softmax(Function):
-    @staticmethod
-    def forward(ctx, x, dim):
-        xp = xp_of(x)
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))
-        y = e / e.sum(axis=dim, keepdims=True)
-        ctx.save_for_backward(y)
-        ctx.dim = dim
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return y * (g - (g * y).sum(axis=ctx.dim, keepdims=True)), None
-
-
 def log_softmax(input, dim):
     """log(softmax(input)) along ``dim``, computed stably."""
     _check_input("log_softmax", "input", input)
-    return LogSoftmax.apply(input, int(dim))
+    return LogSoftmaxFunction.apply(input, int(dim))
 
 
 def softmax(input, dim):
     """exp(x) / sum(exp(x)) along ``dim``, computed stably."""
     _check_input("softmax", "input", input)
-    return Softmax.apply(input, int(dim))
+    return LogSoftmaxFunction.apply(input, int(dim)).exp()  # exp of the stable log: no second kernel of its own
 
 
-class Cat(Function):
+class CatFunction(Function):
     @staticmethod
     def forward(ctx, dim, *xs):
         ctx.dim = dim
@@ -312,19 +287,19 @@ def cat(tensors, dim=0):
         if t.ndim != ref.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape)) if k != dim):
             raise ValueError(f"cat: tensors[{i}]: expected shape {ref.shape} except along dim {dim}, "
                              f"got {t.shape}")
-    return Cat.apply(dim, *tensors)
+    return CatFunction.apply(dim, *tensors)
 
 
 # --- pooling --------------------------------------------------------------------------------
-class AvgPool2d(Function):
+class AvgPool2dFunction(Function):
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding):
         ctx.args = x.shape, kernel_size, stride, padding
-        return ops.avg_pool2d_forward(*_contiguous(x), kernel_size, stride, padding)
+        return ops.avg_pool2d_forward(x, kernel_size, stride, padding)
 
     @staticmethod
     def backward(ctx, g):
-        return ops.avg_pool2d_backward(*_contiguous(g), *ctx.args), None, None, None
+        return ops.avg_pool2d_backward(g, *ctx.args), None, None, None
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0):
@@ -338,37 +313,37 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0):
         raise ValueError(f"{op}: padding: expected at most half the kernel size {kernel_size}, got {padding}")
     if any(s + 2 * p < k for s, p, k in zip(input.shape[2:], padding, kernel_size)):
         raise ValueError(f"{op}: input: spatial size {input.shape[2:]} is smaller than kernel_size {kernel_size}")
-    return AvgPool2d.apply(input, kernel_size, stride, padding)
+    return AvgPool2dFunction.apply(input, kernel_size, stride, padding)
 
 
-class AdaptiveAvgPool2d(Function):
+class AdaptiveAvgPool2dFunction(Function):
     @staticmethod
     def forward(ctx, x, output_size):
         ctx.shape = x.shape
-        return ops.adaptive_avg_pool2d_forward(*_contiguous(x), output_size)
+        return ops.adaptive_avg_pool2d_forward(x, output_size)
 
     @staticmethod
     def backward(ctx, g):
-        return ops.adaptive_avg_pool2d_backward(*_contiguous(g), ctx.shape), None
+        return ops.adaptive_avg_pool2d_backward(g, ctx.shape), None
 
 
 def adaptive_avg_pool2d(input, output_size):
     """Average over the bins ``floor(i*H/o) .. ceil((i+1)*H/o)``, as in PyTorch."""
     op = "adaptive_avg_pool2d"
     _check_input(op, "input", input, 4, "(N, C, H, W)")
-    return AdaptiveAvgPool2d.apply(input, _pair(op, "output_size", output_size, 1))
+    return AdaptiveAvgPool2dFunction.apply(input, _pair(op, "output_size", output_size, 1))
 
 
 # --- bilinear interpolation -----------------------------------------------------------------
-class Bilinear(Function):
+class BilinearFunction(Function):
     @staticmethod
     def forward(ctx, x, size, ratio, align_corners):
         ctx.args = x.shape, ratio, align_corners
-        return ops.bilinear_forward(*_contiguous(x), size, ratio, align_corners)
+        return ops.bilinear_forward(x, size, ratio, align_corners)
 
     @staticmethod
     def backward(ctx, g):
-        return ops.bilinear_backward(*_contiguous(g), *ctx.args), None, None, None
+        return ops.bilinear_backward(g, *ctx.args), None, None, None
 
 
 def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=False):
@@ -402,16 +377,16 @@ def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corn
         return 1.0 / scale if scale is not None else n_in / n_out
 
     r = (ratio(in_h, size[0], scales[0]), ratio(in_w, size[1], scales[1]))
-    return Bilinear.apply(input, size, r, bool(align_corners))
+    return BilinearFunction.apply(input, size, r, bool(align_corners))
 
 
 # --- the loss -------------------------------------------------------------------------------
-class CrossEntropy(Function):
+class CrossEntropyFunction(Function):
     """Softmax cross-entropy per pixel, then the reduction."""
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, reduction):
-        loss, prob = ops.cross_entropy_forward(*_contiguous(logits), target, weight, ignore_index)
+        loss, prob = ops.cross_entropy_forward(logits, target, weight, ignore_index)
         ctx.save_for_backward(prob, target, weight)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
         if reduction == "none":
@@ -430,7 +405,7 @@ class CrossEntropy(Function):
         if ctx.reduction == "mean":
             g = g / ctx.denominator
         # A reduced loss hands every pixel the same gradient: the kernel reads that one value.
-        glogits = ops.cross_entropy_backward(*_contiguous(g), prob, target, weight, ctx.ignore_index)
+        glogits = ops.cross_entropy_backward(g, prob, target, weight, ctx.ignore_index)
         return glogits, None, None, None, None
 
 
@@ -461,10 +436,10 @@ def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"
     xp = xp_of(input.data)
     if weight is not None:
         _check_like(op, "weight", weight, input, (c,))
-    w = None if weight is None else _contiguous(weight.data)[0]
+    w = None if weight is None else contiguous(weight.data)
     logits = input if input.ndim == 4 else input.reshape(n, c, 1, 1)
     if t.dtype not in (np.uint8, np.int64):  # the kernels read uint8 labels or int64 indices
         t = t.astype(np.int64)
     t4 = xp.ascontiguousarray(t).reshape((n,) + logits.shape[2:])
-    out = CrossEntropy.apply(logits, t4, w, int(ignore_index), reduction)
+    out = CrossEntropyFunction.apply(logits, t4, w, int(ignore_index), reduction)
     return out.reshape(expected) if reduction == "none" else out

@@ -80,9 +80,7 @@ class Module:
 
     def named_parameters(self):
         """(dotted name, Parameter) for every parameter in the tree."""
-        for prefix, m in self.named_modules():
-            for name, p in m._parameters.items():
-                yield (f"{prefix}.{name}" if prefix else name), p
+        return self._named("_parameters")
 
     def parameters(self):
         """Every parameter in the tree."""
@@ -90,9 +88,13 @@ class Module:
 
     def named_buffers(self):
         """(dotted name, Tensor) for every buffer in the tree."""
+        return self._named("_buffers")
+
+    def _named(self, table):
+        """(dotted name, tensor) for the entries of every module's ``table`` (``_parameters``, ``_buffers``)."""
         for prefix, m in self.named_modules():
-            for name, b in m._buffers.items():
-                yield (f"{prefix}.{name}" if prefix else name), b
+            for name, t in getattr(m, table).items():
+                yield (f"{prefix}.{name}" if prefix else name), t
 
     # --- modes, devices, gradients ----------------------------------------------------
     def train(self, mode=True):
@@ -235,26 +237,6 @@ class Dropout(Module):
         return F.dropout(x, self.p, self.training)
 
 
-class Sequential(Module):
-    """Modules applied one after another."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        for i, m in enumerate(modules):
-            setattr(self, str(i), m)
-
-    def __getitem__(self, i):
-        return list(self._modules.values())[i]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
-
-
 class ModuleList(Module):
     """A list of modules whose parameters the parent sees."""
 
@@ -275,6 +257,18 @@ class ModuleList(Module):
 
     def __len__(self):
         return len(self._modules)
+
+
+class Sequential(ModuleList):
+    """Modules applied one after another."""
+
+    def __init__(self, *modules):
+        super().__init__(modules)
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ dtype within a group, that updates all of those parameters, with buffers that st
 """
 from kernels import ops
 
-from .device import to_device, xp_of
+from .device import contiguous, to_device, xp_of
 
 
 class SGD:
@@ -77,10 +77,8 @@ class SGD:
                 if i not in self.momentum_buffers:  # 0 before the first step: then b = g
                     self.momentum_buffers[i] = xp_of(p.data).zeros_like(p.data)
                 buffers.append(self.momentum_buffers[i])
-        grads = [xp_of(p.data).ascontiguousarray(p.grad.data) if not p.grad.data.flags.c_contiguous
-                 else p.grad.data for _, p in chosen]
-        ops.sgd_step([p.data for _, p in chosen], grads, buffers, group["lr"], group["momentum"],
-                     group["weight_decay"], group["nesterov"])
+        ops.sgd_step([p.data for _, p in chosen], [contiguous(p.grad.data) for _, p in chosen], buffers,
+                     group["lr"], group["momentum"], group["weight_decay"], group["nesterov"])
 
     def _group_params(self, group):
         """(index over all groups, parameter) for the parameters of ``group``."""

@@ -14,7 +14,7 @@ shape (:func:`unbroadcast`).
 import numpy as np
 
 from . import autograd
-from .device import check_device, device_of, is_cuda_array, to_device, to_host, xp_for, xp_of
+from .device import check_device, contiguous, device_of, is_cuda_array, to_device, to_host, xp_for, xp_of
 
 
 class Tensor:
@@ -132,30 +132,6 @@ class Tensor:
             return other
         return Tensor(xp_of(self.data).asarray(other, dtype=self.dtype))
 
-    def __add__(self, other):
-        return Add.apply(self, self._operand(other))
-
-    def __radd__(self, other):
-        return Add.apply(self._operand(other), self)
-
-    def __sub__(self, other):
-        return Sub.apply(self, self._operand(other))
-
-    def __rsub__(self, other):
-        return Sub.apply(self._operand(other), self)
-
-    def __mul__(self, other):
-        return Mul.apply(self, self._operand(other))
-
-    def __rmul__(self, other):
-        return Mul.apply(self._operand(other), self)
-
-    def __truediv__(self, other):
-        return Div.apply(self, self._operand(other))
-
-    def __rtruediv__(self, other):
-        return Div.apply(self._operand(other), self)
-
     def __neg__(self):
         return Neg.apply(self)
 
@@ -217,7 +193,7 @@ class Function:
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = autograd.is_grad_enabled() and any(needs)
         ctx = autograd.Context(needs, record)
-        out = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args])
+        out = cls.forward(ctx, *[contiguous(a.data) if isinstance(a, Tensor) else a for a in args])
         result = Tensor(out, requires_grad=record)
         if record:
             parents = tuple((a._node or a) if need else None for a, need in zip(args, needs))
@@ -393,6 +369,13 @@ class ToDevice(Function):
 
 
 _DEFAULT_FLOAT = np.float32
+
+
+# ``a + b`` runs ``Add.apply(a, b)``; ``2 * a`` (a plain number on the left) calls the reflected
+# method ``a.__rmul__(2)``, which puts the operands back in order: ``Mul.apply(2, a)``.
+for _name, _function in (("add", Add), ("sub", Sub), ("mul", Mul), ("truediv", Div)):
+    setattr(Tensor, f"__{_name}__", lambda self, other, f=_function: f.apply(self, self._operand(other)))
+    setattr(Tensor, f"__r{_name}__", lambda self, other, f=_function: f.apply(self._operand(other), self))
 
 
 def tensor(data, requires_grad=False, dtype=None, device="cpu"):

@@ -9,8 +9,9 @@ import os
 import pytest
 
 from kernels import device
+from kernels.cuda.emulator.compiler import can_compile
 
-if "MTS_CUDA" not in os.environ and not device.gpu_present() and device.can_emulate():
+if "MTS_CUDA" not in os.environ and not device.gpu_present() and can_compile():
     device.emulate()
 
 CUDA = device.available()

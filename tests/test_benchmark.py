@@ -51,13 +51,13 @@ def test_kernel_benchmark_quick(capsys):
 @pytest.fixture(scope="module")
 def model_run():
     """One tiny run of ``fastscnn.benchmark`` with everything on; its JSON result."""
-    forward_before = F.Conv2d.__dict__["forward"]
+    forward_before = F.Conv2dFunction.__dict__["forward"]
     args = ["--device", "cpu", "--height", "32", "--width", "48", "--train-batch", "2",
             "--train-size", "32", "--iters", "1", "--compare-torch", "--profile", "--json"]
     buffer = io.StringIO()
     with redirect_stdout(buffer):
         rc = model_bench.main(args)
-    assert F.Conv2d.__dict__["forward"] is forward_before, "--profile left its timers installed"
+    assert F.Conv2dFunction.__dict__["forward"] is forward_before, "--profile left its timers installed"
     return rc, json.loads(buffer.getvalue())
 
 
@@ -199,3 +199,16 @@ def test_twin_agrees_in_training_forward_backward_and_running_stats(one_torch_th
                      {n: p.grad.numpy() for n, p in twin.named_parameters()}, 1e-8)
     assert_all_close({n: b.numpy() for n, b in model.named_buffers()},
                      {n: b.numpy() for n, b in twin.named_buffers()}, 1e-9)
+
+
+def test_the_gpu_check_script_runs_modules_that_exist():
+    """tools/gpu_check.sh is what a session with a GPU runs: its commands must name real modules."""
+    import importlib.util
+    import re
+    from pathlib import Path
+    script = (Path(__file__).resolve().parents[1] / "tools" / "gpu_check.sh").read_text()
+    modules = re.findall(r"python3 -m ([\w.]+)", script)
+    assert {"pytest", "minitorch_seg.benchmark", "fastscnn.benchmark"} <= set(modules)
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, module
+    assert "examples/train_cityscapes.py" in script

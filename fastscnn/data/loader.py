@@ -25,11 +25,15 @@ With ``skip_unreadable=True`` a sample whose image cannot be decoded
 (:class:`~fastscnn.errors.UnreadableImageError`) is left out of its batch, which comes out
 one smaller, and its message is appended to ``loader.skipped`` when that batch is handed
 out (not when a thread builds it), so what a training loop sees does not depend on timing.
+
+On a GPU each batch then goes to the device through an :class:`Uploader`.
 """
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+import minitorch_seg as mts
 
 from fastscnn.data.transforms import EvalTransform
 from fastscnn.errors import InputError, UnreadableImageError
@@ -129,3 +133,32 @@ class DataLoader:
                 yield self._hand_out(batch)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Uploader:
+    """Copies host arrays to device ``"cuda"`` through a pinned (page-locked) host buffer.
+
+    A copy from ordinary host memory makes the driver stage it through a pinned buffer of its
+    own, and the host waits for it. From pinned memory the GPU's copy engine reads directly
+    while the host goes on. So each batch is written into this Uploader's pinned buffer
+    (allocated once per shape and dtype) and copied from there on the current stream; before
+    the buffer is written again, the host waits for the previous copy out of it (an event,
+    not a read of device memory).
+    """
+
+    def __init__(self):
+        self._buffer = self._copied = None
+
+    def __call__(self, array):
+        """``array`` (NumPy) on the device."""
+        xp = mts.device.xp_for("cuda")
+        if self._buffer is None or self._buffer.shape != array.shape or self._buffer.dtype != array.dtype:
+            self._buffer = mts.cuda.pinned_empty(array.shape, array.dtype)
+        elif self._copied is not None:
+            self._copied.synchronize()
+        self._buffer[...] = array
+        out = xp.empty(array.shape, array.dtype)
+        out.set(self._buffer, stream=xp.cuda.get_current_stream())
+        self._copied = xp.cuda.Event()
+        self._copied.record()
+        return out

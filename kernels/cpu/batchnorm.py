@@ -62,12 +62,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = [
-    "batchnorm_forward_train",
-    "batchnorm_forward_eval",
-    "batchnorm_backward_train",
-    "batchnorm_backward_eval",
-]
+__all__ = ["batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward_train",
+           "batchnorm_backward_eval"]
 
 
 @njit(cache=True)
@@ -127,7 +123,20 @@ def batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu, y):
         _apply(x, c, scale, shift, relu, y)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@njit(cache=True, fastmath={"reassoc"})
+def _grad_sums(gy, x, relu, y, c, mu):
+    """``(sum g, sum g*(x - mu))`` over channel ``c`` in float64, g = ``gy`` gated by the ReLU's ``y``."""
+    sg = 0.0
+    sgd = 0.0
+    for n in range(x.shape[0]):
+        for i in range(x.shape[2]):
+            g = _gated(gy, y, relu, n, c, i)
+            sg += g
+            sgd += g * (x[n, c, i] - mu)
+    return sg, sgd
+
+
+@njit(parallel=True, cache=True)
 def batchnorm_backward_train(gy, x, mean, invstd, weight, relu, y, gx, gweight, gbias):
     """Sums of ``g`` and ``g*xhat`` per channel, then ``gx`` through the batch statistics;
     ``g`` is ``gy`` gated by the ReLU output ``y`` when ``relu``."""
@@ -137,13 +146,7 @@ def batchnorm_backward_train(gy, x, mean, invstd, weight, relu, y, gx, gweight, 
     gy, x, y, gx = gy.reshape(shape), x.reshape(shape), y.reshape(shape), gx.reshape(shape)
     for c in prange(C):
         mu = mean[c]
-        sg = 0.0
-        sgd = 0.0
-        for n in range(N):
-            for i in range(H * W):
-                g = _gated(gy, y, relu, n, c, i)
-                sg += g
-                sgd += g * (x[n, c, i] - mu)
+        sg, sgd = _grad_sums(gy, x, relu, y, c, mu)
         istd = np.float64(invstd[c])
         gbias[c] = sg
         gweight[c] = sgd * istd
@@ -156,23 +159,19 @@ def batchnorm_backward_train(gy, x, mean, invstd, weight, relu, y, gx, gweight, 
                 gx[n, c, i] = (_gated(gy, y, relu, n, c, i) - gmean - (x[n, c, i] - mu) * k) * a
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@njit(parallel=True, cache=True)
 def batchnorm_backward_eval(gy, x, mean, var, weight, eps, relu, y, gx, gweight, gbias):
     """``gx = g*weight*invstd``; ``gweight``/``gbias`` as in training (the stats are constants)."""
     N, C, H, W = x.shape
     shape = (N, C, H * W)
     gy, x, y, gx = gy.reshape(shape), x.reshape(shape), y.reshape(shape), gx.reshape(shape)
     for c in prange(C):
-        mu = mean[c]
         istd = 1.0 / math.sqrt(np.float64(var[c]) + eps)
-        a = x.dtype.type(weight[c] * istd)
-        sg = 0.0
-        sgd = 0.0
-        for n in range(N):
-            for i in range(H * W):
-                g = _gated(gy, y, relu, n, c, i)
-                sg += g
-                sgd += g * (x[n, c, i] - mu)
-                gx[n, c, i] = g * a
-        gbias[c] = sg
+        gbias[c], sgd = _grad_sums(gy, x, relu, y, c, mean[c])
         gweight[c] = sgd * istd
+        _apply(gy, c, x.dtype.type(weight[c] * istd), x.dtype.type(0), False, gx)
+        if relu:  # the ReLU's backward: no gradient where its output was not > 0
+            for n in range(N):
+                for i in range(H * W):
+                    if not y[n, c, i] > 0:
+                        gx[n, c, i] = 0

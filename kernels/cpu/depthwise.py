@@ -59,9 +59,7 @@ __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_
 @njit(parallel=True, cache=True)
 def depthwise_forward(x, w, stride, padding, dilation, y):
     """y[n, c] = x[n, c] correlated with w[c, 0], for every plane in parallel."""
-    sh, sw = stride
-    ph, pw = padding
-    dh, dw = dilation
+    sh, sw, ph, pw, dh, dw = stride + padding + dilation
     N, C, H, W = x.shape
     _, _, OH, OW = y.shape
     KH, KW = w.shape[2], w.shape[3]
@@ -87,9 +85,7 @@ def depthwise_forward(x, w, stride, padding, dilation, y):
 @njit(parallel=True, cache=True)
 def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
     """gx[n, c, ih] gathers w * gy from every output row that read input row ih."""
-    sh, sw = stride
-    ph, pw = padding
-    dh, dw = dilation
+    sh, sw, ph, pw, dh, dw = stride + padding + dilation
     N, C, H, W = gx.shape
     _, _, OH, OW = gy.shape
     KH, KW = w.shape[2], w.shape[3]
@@ -118,9 +114,7 @@ def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
 @njit(parallel=True, cache=True)
 def depthwise_backward_weight(gy, x, stride, padding, dilation, gw):
     """gw[c, 0, kh, kw] = sum over n, oh, ow of gy * x, one channel per iteration."""
-    sh, sw = stride
-    ph, pw = padding
-    dh, dw = dilation
+    sh, sw, ph, pw, dh, dw = stride + padding + dilation
     N, C, H, W = x.shape
     _, _, OH, OW = gy.shape
     KH, KW = gw.shape[2], gw.shape[3]

@@ -57,9 +57,7 @@ def _planes(a):
 @njit(parallel=True, cache=True)
 def avg_pool2d_forward(x, kernel, stride, padding, y):
     """Each output is the window sum divided by ``KH*KW`` (padding counts as zeros)."""
-    KH, KW = kernel
-    SH, SW = stride
-    PH, PW = padding
+    KH, KW, SH, SW, PH, PW = kernel + stride + padding
     x, y = _planes(x), _planes(y)
     P, H, W = x.shape
     _, OH, OW = y.shape
@@ -81,9 +79,7 @@ def avg_pool2d_forward(x, kernel, stride, padding, y):
 @njit(parallel=True, cache=True)
 def avg_pool2d_backward(gy, kernel, stride, padding, gx):
     """Gather: ``gx[h, w]`` sums ``gy`` over the outputs whose windows contain ``(h, w)``."""
-    KH, KW = kernel
-    SH, SW = stride
-    PH, PW = padding
+    KH, KW, SH, SW, PH, PW = kernel + stride + padding
     gy, gx = _planes(gy), _planes(gx)
     P, OH, OW = gy.shape
     _, H, W = gx.shape

@@ -8,7 +8,7 @@ one Numba thread per channel: ``kernels/cpu/batchnorm.py``.
 """
 import numpy as np
 
-from .launch import CudaFile, chunks_for, cp, ints
+from .launch import CudaFile, chunks_for, empty, ints
 
 __all__ = ["batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward_train",
            "batchnorm_backward_eval"]
@@ -31,7 +31,7 @@ def _grad_sums(gy, relu, y, x, mean):
     gated by the ReLU output ``y`` when ``relu``."""
     N, C, H, W = x.shape
     chunks, chunk = chunks_for(N * H * W)
-    partial_g, partial_gd = cp.empty((2, C, chunks), cp.float64)
+    partial_g, partial_gd = empty((2, C, chunks), np.float64)
     CUDA.launch_rows("grad_partials", x.dtype, C, chunks, (gy, y, np.int32(relu), x, mean,
                                                            *ints(C, H * W, N * H * W, chunk), partial_g, partial_gd))
     return partial_g, partial_gd
@@ -43,8 +43,8 @@ def batchnorm_forward_train(x, weight, bias, eps, update, running_mean, running_
     with ``update``, the running statistics move ``momentum`` of the way to the batch's."""
     N, C, H, W = x.shape
     chunks, chunk = chunks_for(N * H * W)
-    partial_s, partial_ss = cp.empty((2, C, chunks), cp.float64)
-    scale, shift = cp.empty((2, C), x.dtype)
+    partial_s, partial_ss = empty((2, C, chunks), np.float64)
+    scale, shift = empty((2, C), x.dtype)
     CUDA.launch_rows("stat_partials", x.dtype, C, chunks, (x, *ints(C, H * W, N * H * W, chunk), partial_s, partial_ss))
     CUDA.launch("finish_forward_train", x.dtype, C,
                 (partial_s, partial_ss, x, weight, bias, np.float64(eps), *ints(C, H * W, chunks, N * H * W),
@@ -55,7 +55,7 @@ def batchnorm_forward_train(x, weight, bias, eps, update, running_mean, running_
 def batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu, y):
     """``y``: ``x`` normalized with the fixed statistics ``mean``/``var`` (then ReLU)."""
     C = x.shape[1]
-    scale, shift = cp.empty((2, C), x.dtype)
+    scale, shift = empty((2, C), x.dtype)
     CUDA.launch("eval_coefficients", x.dtype, C, (mean, var, weight, bias, np.float64(eps), *ints(C), scale, shift))
     _affine(x, scale, shift, relu, None, y)
 
@@ -64,7 +64,7 @@ def batchnorm_backward_train(gy, x, mean, invstd, weight, relu, y, gx, gweight, 
     """``gx``, ``gweight``, ``gbias`` of training batch norm, through the batch statistics."""
     N, C, H, W = x.shape
     partial_g, partial_gd = _grad_sums(gy, relu, y, x, mean)
-    a, k, gmean = cp.empty((3, C), x.dtype)
+    a, k, gmean = empty((3, C), x.dtype)
     CUDA.launch("finish_backward_train", x.dtype, C, (partial_g, partial_gd, invstd, weight,
                                                       *ints(C, partial_g.shape[1], N * H * W),
                                                       gweight, gbias, a, k, gmean))
@@ -76,7 +76,7 @@ def batchnorm_backward_eval(gy, x, mean, var, weight, eps, relu, y, gx, gweight,
     """``gx``, ``gweight``, ``gbias`` of eval batch norm (the statistics are constants)."""
     C = x.shape[1]
     partial_g, partial_gd = _grad_sums(gy, relu, y, x, mean)
-    scale, shift = cp.empty((2, C), x.dtype)
+    scale, shift = empty((2, C), x.dtype)
     CUDA.launch("finish_backward_eval", x.dtype, C, (partial_g, partial_gd, var, weight, np.float64(eps),
                                                      *ints(C, partial_g.shape[1]), gweight, gbias, scale, shift))
     _affine(gy, scale, shift, False, y if relu else None, gx)

@@ -4,7 +4,9 @@ Forward and backward-input: one thread per output value. Backward-weight: a dete
 two-step reduction, a block per (weight, chunk) writing a float64 partial sum, then one
 thread per weight adding its chunks in order. The CPU twins: ``kernels/cpu/depthwise.py``.
 """
-from .launch import CudaFile, chunks_for, cp, ints
+import numpy as np
+
+from .launch import CudaFile, chunks_for, empty, ints
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
 
@@ -29,7 +31,7 @@ def depthwise_backward_weight(gy, x, stride, padding, dilation, gw):
     N, C, H, W = x.shape
     rows, (OH, OW) = gw.size, gy.shape[2:]
     chunks, chunk = chunks_for(N * OH * OW)
-    partial = cp.empty((rows, chunks), cp.float64)
+    partial = empty((rows, chunks), np.float64)
     CUDA.launch_rows("depthwise_weight_partials", gy.dtype, rows, chunks,
                      (gy, x, *ints(N, C, H, W, *gw.shape[2:], *stride, *padding, *dilation, OH, OW, chunk),
                       partial))

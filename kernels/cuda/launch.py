@@ -25,18 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import device
-from ..device import array_module
 
-
-class _ArrayModule:
-    """``cupy``, or the emulated GPU's stand-in for it: looked up on first use, when
-    ``kernels/device.py`` decides which (so importing this package decides nothing)."""
-
-    def __getattr__(self, name):
-        return getattr(array_module(), name)
-
-
-cp = _ArrayModule()
 
 THREADS = 256
 MAX_CHUNKS = 256          # at most this many partial sums per reduced row,
@@ -116,7 +105,7 @@ class CudaFile:
     def _run(self, name, dtypes, grid, args):
         if min(grid) == 0:
             return
-        arrays = [a for a in args if isinstance(a, cp.ndarray)]
+        arrays = [a for a in args if device.is_device_array(a)]
         if max(a.size for a in arrays) >= 2**31:
             raise ValueError(f"{name}: arrays of 2**31 elements or more overflow the kernels' "
                              f"32-bit indices; use a smaller batch")
@@ -126,6 +115,11 @@ class CudaFile:
                   f"block=({THREADS},) arrays: {shapes}", file=sys.stderr)
         device.Stats.our_launches += 1
         self._function(name, dtypes)(grid, (THREADS,), args)
+
+
+def empty(shape, dtype):
+    """A scratch array on the device (partial sums, per-channel constants)."""
+    return device.array_module().empty(shape, dtype)
 
 
 def ints(*values):

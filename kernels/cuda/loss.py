@@ -8,8 +8,8 @@ raised, as a GPU reports a device-side assert. The CPU twins: ``kernels/cpu/loss
 """
 import numpy as np
 
-from ..device import defer
-from .launch import CudaFile, cp, ints
+from ..device import array_module, defer
+from .launch import CudaFile, ints
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
 
@@ -23,7 +23,7 @@ _checks = []   # (target shape, classes, ignore_index) of each launch since the 
 def _check_targets(target, classes, ignore_index):
     """The launch's number and the flag, for the kernel; the flag is read at the next read."""
     if not _flag:
-        _flag.append(cp.full(1, _NONE, np.int64))
+        _flag.append(array_module().full(1, _NONE, np.int64))
     if not _checks:
         defer(_report_bad_target)
     _checks.append((target.shape, classes, ignore_index))

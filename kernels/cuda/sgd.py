@@ -5,7 +5,8 @@ then one thread per element of all the parameters together. The CPU twin: ``kern
 """
 import numpy as np
 
-from .launch import CudaFile, cp
+from ..device import array_module
+from .launch import CudaFile
 
 __all__ = ["sgd_step"]
 
@@ -19,5 +20,5 @@ def sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov):
     table = np.array([a.data.ptr for a in (*params, *grads, *buffers)] + list(starts), np.int64)
     t = params[0].dtype.type
     CUDA.launch("sgd_step", params[0].dtype, int(starts[-1]),
-                (cp.asarray(table), np.int32(len(params)), np.int64(starts[-1]), t(lr), t(momentum),
+                (array_module().asarray(table), np.int32(len(params)), np.int64(starts[-1]), t(lr), t(momentum),
                  t(weight_decay), np.int32(bool(nesterov))))

@@ -74,6 +74,15 @@ def compiler():
                        "(or set CXX)")
 
 
+def can_compile():
+    """True when a C++ compiler is installed, so the emulated GPU can run kernels."""
+    try:
+        compiler()
+    except RuntimeError:
+        return False
+    return True
+
+
 # "__shared__ double buf[256];" (one variable per declaration, in a function)
 _SHARED = re.compile(r"__shared__\s+([^;{}()]*?)\b(\w+)\s*((?:\[[^\];]*\]\s*)*);")
 

@@ -13,7 +13,7 @@ and behaves as a CuPy array does where a GPU would object:
 - fresh memory (``empty``, ``empty_like``) is filled with 0xFF bytes, NaN for floats, so
   a kernel that forgets to write an element shows it.
 
-It also counts, for ``kernels.device.counters()``: the kernels CuPy itself would launch for
+It also counts, for ``minitorch_seg.benchmark.counters()``: the kernels CuPy itself would launch for
 array arithmetic, reductions, copies and fills (``kernels/cuda/launch.py`` counts ours),
 device-to-host reads, and the bytes of live device arrays and their peak.
 """
@@ -29,7 +29,7 @@ POISON = 0xFF
 
 
 class Stats:
-    """Running totals; ``kernels.device.counters()`` reads their change over a block of code."""
+    """Running totals; ``minitorch_seg.benchmark.counters()`` reads their change over a block of code."""
 
     library_launches = 0    # what CuPy would launch for arithmetic, reductions, copies, fills
     syncs = 0               # device-to-host reads

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# (The project's copy of ../shared/gpu/check.sh, with the commands as they are now: the op
+# benchmark moved to minitorch_seg.benchmark. The wheels come from ../shared/gpu/wheels: copy
+# that folder to .gpu/ (listed in .git/info/exclude) and pass carry [".gpu"].)
+# All GPU checks of minitorch-seg in one go, on a machine with an NVIDIA GPU where CuPy, PyTorch,
+# numba and pytest are preinstalled and nothing can be downloaded.
+#
+#   bash tools/gpu_check.sh OUTDIR [WHEELDIR]      (run from the project's root)
+#
+# Installs the wheels in WHEELDIR (default: .gpu/wheels; the pure-Python packages the project
+# needs that such a machine lacks: cityscapesscripts and its dependencies), then runs, each
+# under its own time limit so that one hang cannot eat the rest:
+#   1. the GPU tests (every CUDA kernel against the CPU kernels, gradient checks on the GPU),
+#   2. the op benchmark against PyTorch, 3. the model benchmark against PyTorch (JSON),
+#   4. the main job with its default GPU settings.
+# Each writes its log into OUTDIR; summary.txt holds each step's exit code and seconds.
+# Set STEPS="tests ops model main" (any subset, in that order) to run fewer.
+set -u
+out=${1:?usage: check.sh OUTDIR [WHEELDIR]}
+whl=${2:-.gpu/wheels}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+if ls "$whl"/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/mts-site "$whl"/*.whl >"$out/pip.log" 2>&1 || echo "wheel install failed: see pip.log"
+fi
+export PYTHONPATH=/tmp/mts-site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+{ nvidia-smi; python3 -c 'import sys, numpy, numba, cupy, torch; print(sys.version); print("numpy", numpy.__version__, "numba", numba.__version__, "cupy", cupy.__version__, "torch", torch.__version__)'; } >"$out/machine.txt" 2>&1
+
+step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, log to OUTDIR/NAME.log
+  local name=$1 limit=$2; shift 2
+  case " ${STEPS:-tests ops model main} " in *" $name "*) ;; *) return ;; esac
+  local t0=$SECONDS
+  timeout -k 10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  printf '%-6s exit %3s  %4ss  (limit %ss)\n' "$name" "$rc" $((SECONDS - t0)) "$limit" | tee -a "$out/summary.txt"
+}
+
+step tests 180 python3 -m pytest -q -m gpu -p no:cacheprovider --junitxml="$out/tests.xml" tests
+step ops    60 python3 -m minitorch_seg.benchmark --device cuda
+step model  90 python3 -m fastscnn.benchmark --device cuda --compare-torch --json
+step main  320 python3 examples/train_cityscapes.py --device cuda --out "$out/run" --no-progress
+tail -n 5 "$out/tests.log" 2>/dev/null
+cat "$out/summary.txt"
