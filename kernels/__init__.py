@@ -61,6 +61,13 @@ A backend (``kernels.cpu``, ``kernels.cuda``) supplies the loops, with the outpu
     dropout(x, p, seed, offset, y)
     sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov)
 """
-from . import device, ops  # noqa: F401
-from .ops import *  # noqa: F401,F403
-from .ops import backend_for  # noqa: F401
+import os
+
+# Set before NumPy's first import, when OpenBLAS reads it: its threads sleep as soon as a
+# matrix product ends instead of spinning on the cores the next Numba kernel needs (see
+# kernels/cpu/__init__.py). So ``minitorch_seg`` and ``fastscnn`` import this package first.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from . import device, ops  # noqa: E402,F401
+from .ops import *  # noqa: E402,F401,F403
+from .ops import backend_for  # noqa: E402,F401

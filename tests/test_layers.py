@@ -186,3 +186,28 @@ def test_the_graph_reads_every_kind_of_import():
 def test_cycles_finds_loops_and_only_loops():
     graph = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}, "e": {"e": 1}, "f": {}}
     assert cycles(graph) == [["a", "b", "c"], ["e"]]
+
+
+def test_openblas_is_told_to_sleep_before_numpy_loads_it():
+    """Our first import, of any entry point, tunes OpenBLAS before NumPy is loaded (it reads
+    the setting only then: kernels/cpu/__init__.py says why), and a user's own value stays."""
+    import os
+    import subprocess
+    import sys
+    spy = ("import os, sys\n"
+           "class Spy:\n"
+           "    def find_spec(self, name, path=None, target=None):\n"
+           "        if name == 'numpy' and not hasattr(self, 'seen'):\n"
+           "            self.seen = os.environ.get('OPENBLAS_THREAD_TIMEOUT')\n"
+           "spy = Spy()\n"
+           "sys.meta_path.insert(0, spy)\n"
+           "import {module}\n"
+           "print(spy.seen)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    for module in ("minitorch_seg", "fastscnn.cli", "kernels"):
+        run = subprocess.run([sys.executable, "-c", spy.format(module=module)], capture_output=True, text=True,
+                             env=env, cwd=ROOT)
+        assert run.stdout.strip() == "4", (module, run.stdout, run.stderr[-2000:])
+    run = subprocess.run([sys.executable, "-c", spy.format(module="minitorch_seg")], capture_output=True,
+                         text=True, env={**env, "OPENBLAS_THREAD_TIMEOUT": "9"}, cwd=ROOT)
+    assert run.stdout.strip() == "9", run.stderr[-2000:]
