@@ -103,9 +103,11 @@ def _accumulate(leaf, g, handed_out):
     ids), e.g. ``(a + b).backward(g)`` hands ``g`` to both: then a copy, so that no two
     leaves, nor the caller, share a gradient's memory."""
     if leaf.grad is None:
-        if allocation_of(g)[0] in handed_out:
-            g = g.copy()
-        handed_out.add(allocation_of(g)[0])
+        allocation = allocation_of(g)[0]
+        if allocation in handed_out:
+            g = g.copy()  # a fresh allocation, which nothing else can view
+        else:
+            handed_out.add(allocation)
     leaf._accumulate_grad(g)
 
 

@@ -17,6 +17,9 @@ the graph of a whole floor, its subpackages included (``kernels.cuda.emulator`` 
 ``kernels``): a loop through a subpackage is a loop all the same.
 """
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,9 +194,6 @@ def test_cycles_finds_loops_and_only_loops():
 def test_openblas_is_told_to_sleep_before_numpy_loads_it():
     """Our first import, of any entry point, tunes OpenBLAS before NumPy is loaded (it reads
     the setting only then: kernels/cpu/__init__.py says why), and a user's own value stays."""
-    import os
-    import subprocess
-    import sys
     spy = ("import os, sys\n"
            "class Spy:\n"
            "    def find_spec(self, name, path=None, target=None):\n"

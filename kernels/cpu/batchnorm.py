@@ -169,9 +169,7 @@ def batchnorm_backward_eval(gy, x, mean, var, weight, eps, relu, y, gx, gweight,
         istd = 1.0 / math.sqrt(np.float64(var[c]) + eps)
         gbias[c], sgd = _grad_sums(gy, x, relu, y, c, mean[c])
         gweight[c] = sgd * istd
-        _apply(gy, c, x.dtype.type(weight[c] * istd), x.dtype.type(0), False, gx)
-        if relu:  # the ReLU's backward: no gradient where its output was not > 0
-            for n in range(N):
-                for i in range(H * W):
-                    if not y[n, c, i] > 0:
-                        gx[n, c, i] = 0
+        a = x.dtype.type(weight[c] * istd)
+        for n in range(N):
+            for i in range(H * W):
+                gx[n, c, i] = _gated(gy, y, relu, n, c, i) * a
