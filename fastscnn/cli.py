@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
-    from fastscnn.train import DEFAULTS
+    from fastscnn.train import DEFAULTS, WORKERS
 
     parser = _Parser(prog="fastscnn", description="Fast-SCNN on minitorch-seg.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,7 +61,8 @@ def _parser():
     t.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (Cityscapes default: 1000)")
     t.add_argument("--log-every", type=int,
                    help=f"iterations between log records, i.e. loss read-backs (default {DEFAULTS['log_every']})")
-    t.add_argument("--workers", type=int, help=f"data loading threads (default {DEFAULTS['workers']})")
+    t.add_argument("--workers", type=int, help=f"data loading threads (default {WORKERS['cpu']} on the CPU; "
+                                                       f"beside a GPU one per core up to 8, here {WORKERS['cuda']})")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a dataset's val split")

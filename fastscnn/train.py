@@ -27,6 +27,7 @@ into a flag on the device (:func:`train_step`), read at log time and before ever
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import threading
 import time
@@ -56,8 +57,10 @@ RUN_FILES = (CHECKPOINT, BEST, LOG, "metrics.json")  # any of them: the folder h
 
 # The paper's recipe and the run's habits: what a setting left at None becomes.
 DEFAULTS = dict(lr=0.045, momentum=0.9, weight_decay=4e-5, power=0.9, aux_weight=0.4, ohem=False,
-                ohem_thresh=0.7, ohem_min_kept=100_000, scale_range=(0.5, 2.0), log_every=10, seed=0,
-                workers=2)
+                ohem_thresh=0.7, ohem_min_kept=100_000, scale_range=(0.5, 2.0), log_every=10, seed=0)
+# Data loading threads: on the CPU they share the cores with the kernels; beside a GPU, which
+# trains on hundreds of crops a second, up to 8 decode and augment while it works.
+WORKERS = {"cpu": 2, "cuda": min(8, os.cpu_count() or 1)}
 # Cityscapes: the paper's batch, crop and 1000 epochs (about 247,000 iterations, days on one
 # GPU), so a checkpoint and an evaluation every 1,000 iterations.
 CITYSCAPES = dict(batch_size=12, crop_size=(1024, 1024), epochs=1000, eval_every=1000, checkpoint_every=1000)
@@ -132,7 +135,7 @@ def resolve(cfg):
     _check(c.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'", repr(c.device))
     presets = SYNTH_PRESETS[c.device] if c.data_root is None else CITYSCAPES
     schedule_given = c.iters is not None or c.epochs is not None
-    for key, value in {**DEFAULTS, **presets}.items():
+    for key, value in {**DEFAULTS, "workers": WORKERS[c.device], **presets}.items():
         if getattr(c, key) is None and not (key in ("iters", "epochs") and schedule_given):
             setattr(c, key, value)
     c.crop_size, c.scale_range = _pair(c.crop_size), tuple(float(s) for s in c.scale_range)
@@ -163,12 +166,24 @@ def resolve(cfg):
 
 
 def datasets(cfg, progress=False):
-    """The (train, val) datasets of a resolved config, generating SynthCity when needed."""
-    root = cfg.data_root
+    """The (train, val) datasets of a resolved config, generating SynthCity when needed; SynthCity
+    is kept decoded in memory (``CityscapesDataset(cache=True)``) when that takes at most a
+    quarter of the machine's memory."""
+    root, cache = cfg.data_root, False
     if root is None:
+        h, w = cfg.synth_size
+        cache = (cfg.synth_train + cfg.synth_val) * h * w * 4 <= _memory_bytes() // 4
         root = generate_synthcity(cfg.synth_root, cfg.synth_train, cfg.synth_val, cfg.synth_size, cfg.seed,
                                   progress=progress)
-    return CityscapesDataset(root, "train"), CityscapesDataset(root, "val")
+    return CityscapesDataset(root, "train", cache), CityscapesDataset(root, "val", cache)
+
+
+def _memory_bytes():
+    """This machine's physical memory in bytes (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def param_groups(model, weight_decay):

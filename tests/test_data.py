@@ -10,8 +10,8 @@ from PIL import Image
 from fastscnn.data.cityscapes import CityscapesDataset
 from fastscnn.data.loader import DataLoader
 from fastscnn.data.synthetic import CITIES, MARKER, generate_synthcity, main, synthcity_paths
-from fastscnn.data.transforms import (EvalTransform, TrainTransform, color_jitter, normalize, random_crop,
-                                      random_hflip, random_scale)
+from fastscnn.data.transforms import (EvalTransform, TrainTransform, color_jitter, jitter_normalize, normalize,
+                                      random_hflip, random_scale_crop)
 from fastscnn.errors import InputError, UnreadableImageError
 from fastscnn.palette import (CLASS_NAMES, IGNORE_INDEX, LABEL_ID_TO_TRAIN_ID, NUM_CLASSES, PALETTE,
                               TRAIN_ID_TO_LABEL_ID, colorize)
@@ -99,6 +99,22 @@ def test_dataset_reads_synthcity(synth):
     raw = np.asarray(Image.open(ds.files[0][1]))
     np.testing.assert_array_equal(label, LABEL_ID_TO_TRAIN_ID[raw])
     assert set(np.unique(label).tolist()) <= set(range(NUM_CLASSES)) | {IGNORE_INDEX}
+
+
+def test_dataset_cache_decodes_each_image_once_and_hands_out_read_only_arrays(synth, monkeypatch):
+    from fastscnn.data import cityscapes
+    reads, read_png = [], cityscapes.read_png
+    monkeypatch.setattr(cityscapes, "read_png", lambda path, mode: reads.append(path) or read_png(path, mode))
+    cached, plain = CityscapesDataset(synth, "train", cache=True), CityscapesDataset(synth, "train")
+    first = cached[1]
+    assert cached[1] is first and len(reads) == 2  # the image and its label, once
+    for a, b in zip(first, plain[1]):
+        np.testing.assert_array_equal(a, b)
+        assert not a.flags.writeable and b.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first[1][0, 0] = 0  # a transform that wrote into its input would corrupt every later read
+    plain[1]
+    assert len(reads) == 6  # no cache: decoded again each time
 
 
 def _write(root, split, city, stem, image=None, label=None):
@@ -198,7 +214,7 @@ def test_hflip_moves_image_and_label_together():
 
 def test_crop_pads_with_zero_and_ignore():
     image, label = _aligned_sample(np.random.default_rng(1), (12, 20))
-    out_image, out_label = random_crop(image, label, np.random.default_rng(0), (16, 28))
+    out_image, out_label = random_scale_crop(image, label, np.random.default_rng(0), (16, 28), (1.0, 1.0))
     assert out_image.shape == (16, 28, 3) and out_label.shape == (16, 28)
     np.testing.assert_array_equal(out_label[:12, :20], label)
     np.testing.assert_array_equal(out_image[:12, :20], image)
@@ -210,28 +226,48 @@ def test_crop_keeps_alignment_and_varies():
     image, label = _aligned_sample(np.random.default_rng(2))
     corners = set()
     for seed in range(8):
-        out_image, out_label = random_crop(image, label, np.random.default_rng(seed), 8)
+        out_image, out_label = random_scale_crop(image, label, np.random.default_rng(seed), 8, (1.0, 1.0))
         assert out_label.shape == (8, 8)
         np.testing.assert_array_equal(out_image[..., 0], out_label * 10)
         corners.add(out_image[..., 1].tobytes())
     assert len(corners) > 1
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_scale_keeps_label_values_and_alignment(seed):
-    image, label = _aligned_sample(np.random.default_rng(seed), block=8)
-    rng = np.random.default_rng(seed)
-    s = np.random.default_rng(seed).uniform(0.5, 2.0)
-    out_image, out_label = random_scale(image, label, rng, (0.5, 2.0))
-    assert out_label.shape == (round(24 * s), round(40 * s)) and out_image.shape == (*out_label.shape, 3)
-    assert set(np.unique(out_label)) <= set(np.unique(label))
-    # inside a block (label constant around the pixel) the bilinear image agrees with the label
-    pad = np.pad(out_label.astype(int), 1, mode="edge")
-    inner = np.all([pad[1 + dy:pad.shape[0] - 1 + dy, 1 + dx:pad.shape[1] - 1 + dx] == out_label
-                    for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
-    assert inner.mean() > 0.3
-    diff = np.abs(out_image[..., 0].astype(int) - out_label.astype(int) * 10)
-    assert diff[inner].max() <= 1
+def _scale_then_crop(image, label, rng, crop_size, scales):
+    """The slow way random_scale_crop must agree with: resize the whole image, then pad and crop."""
+    s = rng.uniform(*scales)
+    size = (max(1, round(label.shape[1] * s)), max(1, round(label.shape[0] * s)))
+    image = np.array(Image.fromarray(image).resize(size, Image.BILINEAR))
+    label = np.array(Image.fromarray(label).resize(size, Image.NEAREST))
+    (ch, cw), (h, w) = crop_size, label.shape
+    image = np.pad(image, ((0, max(ch - h, 0)), (0, max(cw - w, 0)), (0, 0)))
+    label = np.pad(label, ((0, max(ch - h, 0)), (0, max(cw - w, 0))), constant_values=IGNORE_INDEX)
+    y, x = rng.integers(0, label.shape[0] - ch + 1), rng.integers(0, label.shape[1] - cw + 1)
+    return image[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_scale_crop_resamples_only_the_window_and_agrees_with_scaling_everything(seed):
+    """Same window, same pixels as resizing the whole image and cropping: grey levels within 1
+    (PIL rounds the window's source points differently), and a label either equal or, where its
+    source point lies exactly on a block border, the label of the next pixel over. The scaled
+    image is larger or smaller than the crop."""
+    rng = np.random.default_rng(100 + seed)
+    shape = tuple(int(v) * 8 for v in rng.integers(3, 40, 2))
+    crop = tuple(int(v) for v in rng.integers(8, 160, 2))
+    image, label = _aligned_sample(rng, shape, block=8)
+    image[..., 2] = rng.integers(0, 256, shape)  # a channel with detail at every pixel
+    out_image, out_label = random_scale_crop(image, label, np.random.default_rng(seed), crop, (0.5, 2.0))
+    ref_image, ref_label = _scale_then_crop(image, label, np.random.default_rng(seed), crop, (0.5, 2.0))
+    assert out_image.shape == (*crop, 3) and out_label.shape == crop
+    assert np.abs(out_image.astype(int) - ref_image).max() <= 1
+    near = np.pad(ref_label, 1, mode="edge")
+    neighbours = [near[1 + dy:near.shape[0] - 1 + dy, 1 + dx:near.shape[1] - 1 + dx]
+                  for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
+    assert np.any([out_label == n for n in neighbours], axis=0).all()
+    assert (out_label == ref_label).mean() > 0.9
+    np.testing.assert_array_equal(out_label == IGNORE_INDEX, ref_label == IGNORE_INDEX)
+    assert set(np.unique(out_label)) <= set(np.unique(label)) | {IGNORE_INDEX}
 
 
 def test_color_jitter():
@@ -247,6 +283,13 @@ def test_normalize():
     assert x.shape == (3, 5, 6) and x.dtype == np.float32 and x.flags.c_contiguous
     expected = (image[2, 3, 1] / 255 - 0.456) / 0.224
     assert x[1, 2, 3] == pytest.approx(expected, rel=1e-5)
+
+
+def test_jitter_normalize_is_the_two_steps_in_one():
+    image = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)[:, ::-1]
+    for seed in range(4):
+        np.testing.assert_array_equal(jitter_normalize(image, np.random.default_rng(seed)),
+                                      normalize(color_jitter(image, np.random.default_rng(seed))))
 
 
 def test_train_transform():

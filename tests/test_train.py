@@ -3,6 +3,7 @@
 Every run here is tiny (SynthCity of 6 + 2 images at 48x96, 48x48 crops, batch 2), so a run
 of a few iterations takes about a second once Numba's cache is warm.
 """
+import dataclasses
 import json
 import os
 import random
@@ -19,7 +20,7 @@ import minitorch_seg as mts
 from fastscnn import cli
 from fastscnn.data.synthetic import generate_synthcity, synthcity_paths
 from fastscnn.errors import InputError, UnreadableImageError
-from fastscnn.train import TrainConfig, _load_weights, resolve, train
+from fastscnn.train import TrainConfig, _load_weights, datasets, resolve, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,6 +130,19 @@ def test_checkpoint_and_eval_every_1000_on_cityscapes(tmp_path):
     cfg = resolve(TrainConfig(data_root=str(tmp_path), device="cpu"))
     assert cfg.checkpoint_every == cfg.eval_every == 1000 and cfg.epochs == 1000 and cfg.iters is None
     assert resolve(TrainConfig(data_root=str(tmp_path), device="cpu", checkpoint_every=50)).checkpoint_every == 50
+
+
+def test_more_loader_threads_beside_a_gpu_and_synthcity_kept_decoded(tmp_path, monkeypatch):
+    from fastscnn import train as train_module
+    assert resolve(TrainConfig(data_root=str(tmp_path), device="cpu")).workers == 2
+    assert resolve(TrainConfig(data_root=str(tmp_path), device="cuda")).workers == min(8, os.cpu_count())
+    assert resolve(TrainConfig(data_root=str(tmp_path), device="cuda", workers=3)).workers == 3
+    cfg = resolve(tiny(tmp_path, "run"))
+    tiny_data(tmp_path)
+    assert all(d._cache is not None for d in datasets(cfg))
+    monkeypatch.setattr(train_module, "_memory_bytes", lambda: 4 * 8 * 48 * 96 * 4 - 1)  # a byte short
+    assert all(d._cache is None for d in datasets(cfg))
+    assert all(d._cache is None for d in datasets(dataclasses.replace(cfg, data_root=cfg.synth_root)))
 
 
 def test_checkpoint_every_saves_between_evaluations(tmp_path, monkeypatch):
