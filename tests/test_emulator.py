@@ -216,6 +216,15 @@ def test_device_arrays_behave_as_cupys():
     assert a.get().tolist() == [7, 2, 3]
 
 
+def test_what_cupy_lacks_the_emulated_gpu_lacks_too():
+    pytest.importorskip("cupy")
+    with pytest.raises(AttributeError, match="cupy has no 'nanpercentile'.*fail on a real GPU"):
+        xp.nanpercentile  # NumPy has it, CuPy 14 does not
+    with pytest.raises(AttributeError, match="cupy.ndarray has no 'setflags'"):
+        f32([1, 2]).setflags
+    assert xp.nanmax(f32([1, np.nan])).get() == 1  # and what CuPy has still works
+
+
 @pytest.mark.skipif(not device.is_emulated(), reason="device cuda is a real GPU in this session")
 def test_counters_count_launches_reads_and_live_bytes(kernel):
     import kernels

@@ -11,7 +11,9 @@ and behaves as a CuPy array does where a GPU would object:
   to the host, and so do ``float()``, ``int()``, ``bool()``, ``.item()``: each counts as
   a device-to-host read, the operation that makes a real GPU wait;
 - fresh memory (``empty``, ``empty_like``) is filled with 0xFF bytes, NaN for floats, so
-  a kernel that forgets to write an element shows it.
+  a kernel that forgets to write an element shows it;
+- a NumPy function or array method that CuPy does not have is an AttributeError, as on a
+  GPU (checked against the installed CuPy, which imports without a GPU; unchecked without it).
 
 It also counts, for ``minitorch_seg.benchmark.counters()``: the kernels CuPy itself would launch for
 array arithmetic, reductions, copies and fills (``kernels/cuda/launch.py`` counts ours),
@@ -26,6 +28,24 @@ import numpy as np
 
 
 POISON = 0xFF
+
+
+def _cupy_names():
+    """``(names of cupy, names of cupy.ndarray)`` of the installed CuPy, or None without one."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return set(dir(cupy)), set(dir(cupy.ndarray))
+
+
+_CUPY = _cupy_names()
+
+
+def _check_cupy_has(name, where):
+    if _CUPY is not None and name not in _CUPY[where == "cupy.ndarray"]:
+        raise AttributeError(f"{where} has no {name!r}: the emulated GPU offers only what CuPy does, "
+                             f"so this would fail on a real GPU")
 
 
 class Stats:
@@ -229,6 +249,7 @@ class ndarray:
         # __array_interface__ and the like, through which NumPy would read host memory.
         if name.startswith("__"):
             raise AttributeError(name)
+        _check_cupy_has(name, "cupy.ndarray")
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wrap(attr)
@@ -357,6 +378,7 @@ def get_array_module(*args):
 def __getattr__(name):
     # Every other NumPy function (zeros, matmul, exp, where, concatenate...) on device arrays.
     obj = getattr(np, name)
+    _check_cupy_has(name, "cupy")
     if isinstance(obj, types.ModuleType):
         raise AttributeError(f"the emulated device has no {name!r} module")
     if isinstance(obj, type) or not callable(obj):
