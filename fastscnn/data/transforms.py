@@ -73,6 +73,9 @@ def normalize(img):
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+_RAMP = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3): every grey level
+
+
 def jitter_normalize(img, rng, brightness=0.25, channel_noise=0.05):
     """``normalize(color_jitter(img, rng, ...))`` in one pass over the pixels.
 
@@ -80,8 +83,7 @@ def jitter_normalize(img, rng, brightness=0.25, channel_noise=0.05):
     256-level ramp per channel, which gives a table, and each pixel looks its value up:
     the same floats as the two steps, at the cost of one gather instead of five passes.
     """
-    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3)
-    table = normalize(color_jitter(ramp, rng, brightness, channel_noise))[:, 0]  # (3, 256)
+    table = normalize(color_jitter(_RAMP, rng, brightness, channel_noise))[:, 0]  # (3, 256)
     out = np.empty((3, *img.shape[:2]), np.float32)
     for c in range(3):
         np.take(table[c], img[..., c], out=out[c])

@@ -13,9 +13,10 @@ OpenBLAS's threads, too, spin after each product before they sleep (about 2**28 
 and meanwhile the Numba kernel that follows gets one core instead of two. Told to sleep at
 once (``OPENBLAS_THREAD_TIMEOUT=4``, 2**4 cycles), a training step at the main job's size
 (batch 4, 192x192) took 235-253 ms instead of 311-328 ms, and 1.0-1.2 s instead of 1.5-1.6 s
-at batch 2, 512x1024; the main job trained at 16 images/s instead of 14.4, to the same bits. OpenBLAS reads the setting once, when NumPy is first imported, so
-``kernels/__init__.py`` sets it (unless the user did) before anything of ours imports NumPy;
-a program that imports NumPy first keeps the spinning unless it sets the variable itself.
+at batch 2, 512x1024; the main job trained at 16 images/s instead of 14.4, to the same
+bits. OpenBLAS reads the setting once, when NumPy is first imported, so ``kernels/__init__.py``
+sets it (unless the user did) before anything of ours imports NumPy; a program that imports
+NumPy first keeps the spinning unless it sets the variable itself.
 """
 import os
 

@@ -31,19 +31,20 @@ POISON = 0xFF
 
 
 def _cupy_names():
-    """``(names of cupy, names of cupy.ndarray)`` of the installed CuPy, or None without one."""
+    """``{"cupy": its names, "cupy.ndarray": its names}`` of the installed CuPy, or None without one."""
     try:
         import cupy
     except ImportError:
         return None
-    return set(dir(cupy)), set(dir(cupy.ndarray))
+    return {"cupy": set(dir(cupy)), "cupy.ndarray": set(dir(cupy.ndarray))}
 
 
 _CUPY = _cupy_names()
 
 
 def _check_cupy_has(name, where):
-    if _CUPY is not None and name not in _CUPY[where == "cupy.ndarray"]:
+    """Raise AttributeError unless CuPy's ``where`` ("cupy" or "cupy.ndarray") has ``name``."""
+    if _CUPY is not None and name not in _CUPY[where]:
         raise AttributeError(f"{where} has no {name!r}: the emulated GPU offers only what CuPy does, "
                              f"so this would fail on a real GPU")
 
