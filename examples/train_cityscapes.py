@@ -5,8 +5,8 @@
     python examples/train_cityscapes.py --resume               # continue after Ctrl-C
 
 Every flag of ``fastscnn train`` works here (``--help`` lists them). Without ``--data-root``
-it generates SynthCity (a city-like data set in the Cityscapes layout) under ``data/`` and
-picks a size and schedule that suit the device; results go to ``runs/fastscnn``
+it generates SynthCity (a city-like data set in the Cityscapes layout) in
+``~/.cache/minitorch-seg/data`` (or ``$MTS_DATA``), says where, and picks a size and schedule that suit the device; results go to ``runs/fastscnn``
 (``checkpoint.pkl`` the last state, ``best.pkl`` the best validation mIoU). Ctrl-C saves
 the run after the current iteration; ``--resume`` continues it exactly.
 """

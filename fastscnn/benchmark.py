@@ -48,7 +48,7 @@ from fastscnn.train import TrainConfig, param_groups, resolve
 from minitorch_seg.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, counters,
                                      device_peak_bytes, emulated_note, gpu_name, median_ms,
                                      release_cached_memory, saved_bytes, synchronizer, torch_device,
-                                     torch_peak_bytes)
+                                     torch_peak_bytes, user_error)
 
 IGNORE = 255
 DEFAULTS = {
@@ -493,7 +493,7 @@ def main(argv=None):
             torch = import_torch()
         except RuntimeError as e:
             if args.compare_torch:
-                raise SystemExit(f"--compare-torch: {e}") from None
+                user_error(f"--compare-torch: {e}")
     if device == "cuda":
         check_cuda(torch)
     if torch is not None:

@@ -11,7 +11,7 @@ import json
 import sys
 
 from fastscnn.argtypes import parse_scales, parse_size
-from fastscnn.errors import Interrupted, UserError
+from fastscnn.errors import Interrupted, UserError, write_error
 from fastscnn.palette import NUM_CLASSES
 
 
@@ -35,6 +35,9 @@ def _parser():
                        description="Train Fast-SCNN. Unless noted, a default is the paper's recipe.")
     t.add_argument("--data-root", help="Cityscapes folder (leftImg8bit/, gtFine/); default: generate SynthCity")
     t.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
+    t.add_argument("--synth-train", type=int, help="SynthCity: training images to generate (default: per device)")
+    t.add_argument("--synth-val", type=int, help="SynthCity: validation images to generate (default: per device)")
+    t.add_argument("--synth-size", type=parse_size, metavar="HxW", help="SynthCity: image size (default: per device)")
     t.add_argument("--iters", type=int, help="training iterations (with --resume: a larger value extends the schedule)")
     t.add_argument("--epochs", type=int, help="training epochs, instead of --iters (Cityscapes default: 1000)")
     t.add_argument("--batch-size", type=int, help="images per iteration (Cityscapes default: 12)")
@@ -67,7 +70,7 @@ def _parser():
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a dataset's val split")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data-root", required=True)
+    e.add_argument("--data-root", help="a Cityscapes-layout folder; default: the data the checkpoint trained on")
     e.add_argument("--split", default="val")
     e.add_argument("--device", choices=["cpu", "cuda"])
     e.add_argument("--json", action="store_true", help="print the scores as JSON (null for an absent class)")
@@ -79,7 +82,8 @@ def _parser():
 
     p = sub.add_parser("predict", help="colour masks, overlays and labelId PNGs for images")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help="an image or a folder of images (subfolders are mirrored)")
+    p.add_argument("--input", help="an image or a folder of images (subfolders are mirrored); "
+                                   "default: the val images of the data the checkpoint trained on")
     p.add_argument("--output", required=True)
     p.add_argument("--device", choices=["cpu", "cuda"])
 
@@ -95,8 +99,8 @@ def _parser():
 
 
 def _device(name):
-    import minitorch_seg as mts
-    return name or mts.cuda.default_device()
+    from fastscnn.train import usable_device
+    return usable_device(name)
 
 
 def _train(args):
@@ -109,13 +113,28 @@ def _train(args):
     return 0
 
 
+def _recorded_data_root(checkpoint, flag):
+    """The data folder that the training checkpoint ``checkpoint`` recorded (SynthCity is
+    generated again if it is gone), for a command run without ``flag``; where it is goes to
+    stderr. InputError for a checkpoint that records none (e.g. one from import-weights)."""
+    from fastscnn.errors import InputError
+    from fastscnn.predict import read_checkpoint
+    from fastscnn.train import data_root
+    stored = read_checkpoint(checkpoint)
+    config = stored.get("config") if isinstance(stored, dict) else None
+    if not config:
+        raise InputError(f"{flag}: needed, as {checkpoint} records no data (only fastscnn train's checkpoints do)")
+    return data_root(config, say=lambda line: print(line, file=sys.stderr))
+
+
 def _evaluate(args):
     from fastscnn.data.cityscapes import CityscapesDataset
     from fastscnn.evaluate import evaluate
     from fastscnn.metrics import to_json
     from fastscnn.predict import load_model
     device = _device(args.device)
-    dataset = CityscapesDataset(args.data_root, args.split)
+    root = args.data_root or _recorded_data_root(args.checkpoint, "--data-root")
+    dataset = CityscapesDataset(root, args.split)
     inference = None
     if args.flip or args.scales != (1.0,) or args.sliding:
         from fastscnn.inference import Inference
@@ -128,11 +147,16 @@ def _evaluate(args):
 
 def _predict(args):
     from fastscnn.predict import predict
-    written, failed = predict(args.checkpoint, args.input, args.output, _device(args.device), progress=True)
+    device = _device(args.device)
+    images = args.input or _recorded_data_root(args.checkpoint, "--input") / "leftImg8bit" / "val"
+    try:
+        written, failed = predict(args.checkpoint, images, args.output, device, progress=True)
+    except OSError as e:
+        raise write_error(e, "--output", args.output) or e
     for message in failed:
         print(f"fastscnn predict: error: {message}", file=sys.stderr)
-    print(f"predicted {len(written)} of {len(written) + len(failed)} image(s) into "
-          f"{args.output}/color, overlay, labelIds")
+    into = f" into {args.output}/color, overlay, labelIds" if written else "; nothing written"
+    print(f"predicted {len(written)} of {len(written) + len(failed)} image(s){into}")
     return 2 if failed else 0
 
 

@@ -5,6 +5,8 @@ status 2; any other exception is a bug and keeps its traceback. Each message nam
 argument or file at fault and what was expected. The subclasses also derive from the
 built-in exception a Python caller would expect (``ValueError``, ``FileNotFoundError``).
 """
+import errno
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -41,3 +43,15 @@ class Interrupted(Exception):
     def __init__(self, message, signum):
         super().__init__(message)
         self.signum = signum
+
+
+def write_error(error, flag, folder):
+    """The UserError for ``error``, an OSError met while writing into ``folder`` (the value of
+    ``flag``): a full disk, no permission, a file where a folder should be. None when the
+    error is about another path: then it is not the user's to fix, and stays a bug."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    inside = error.filename is not None and Path(error.filename).absolute().is_relative_to(Path(folder).absolute())
+    if not (full or inside):
+        return None
+    what = "no space left on the device" if full else f"cannot write {error.filename} ({error.strerror})"
+    return UserError(f"{flag} {folder}: {what}")

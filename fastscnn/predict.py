@@ -42,7 +42,8 @@ def read_checkpoint(path, flag="--checkpoint"):
     try:
         return mts.load(path)
     except Exception as e:  # unpickling arbitrary bytes can raise almost any exception
-        raise InputError(f"{flag}: {path} is not a checkpoint ({type(e).__name__}: {e})") from e
+        why = " ".join(str(e).split())  # one line: some of these messages hold newlines
+        raise InputError(f"{flag}: {path} is not a checkpoint ({type(e).__name__}: {why})") from e
 
 
 def model_weights(state, path, flag="--checkpoint"):

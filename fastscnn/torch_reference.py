@@ -28,7 +28,7 @@ def import_torch():
         import torch
     except ImportError as e:
         raise RuntimeError("the PyTorch reference needs PyTorch, which is not installed: "
-                           "pip install torch") from e
+                           "pip install 'minitorch-seg[torch]'") from e
     return torch
 
 

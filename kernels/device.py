@@ -46,8 +46,7 @@ def array_module():
     try:
         import cupy
     except ImportError as e:
-        raise RuntimeError("device 'cuda' needs CuPy and a GPU (pip install 'minitorch-seg[cuda13]'), "
-                           "or the emulated GPU: MTS_CUDA=emulate") from e
+        raise RuntimeError(f"device 'cuda': {unavailable_reason()}") from e
     return cupy
 
 
@@ -79,6 +78,16 @@ def gpu_present():
 def available():
     """True when device ``"cuda"`` can be used: the emulator, or CuPy with a visible GPU."""
     return is_emulated() or gpu_present()
+
+
+def unavailable_reason():
+    """Why device ``"cuda"`` cannot be used here, and how to get it, in one line; None if it can."""
+    try:
+        import cupy  # noqa: F401
+        missing = "CuPy sees no GPU"
+    except ImportError:
+        missing = "CuPy is not installed (pip install 'minitorch-seg[cuda13]', or [cuda12], to match your CUDA)"
+    return None if available() else f"{missing}; without a GPU, run the CUDA code on the emulated GPU: MTS_CUDA=emulate"
 
 
 def to_host(array):

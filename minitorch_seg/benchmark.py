@@ -179,9 +179,15 @@ def import_torch():
     try:
         import torch
     except ImportError:
-        raise SystemExit("this benchmark compares with PyTorch, which is not installed: "
-                         "pip install torch") from None
+        user_error("this benchmark compares with PyTorch, which is not installed: "
+                   "pip install 'minitorch-seg[torch]'")
     return torch
+
+
+def user_error(message):
+    """Print ``PROG: error: message`` as one line on stderr and exit with status 2 (a user error)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def configure_torch(torch, device):
@@ -196,10 +202,9 @@ def configure_torch(torch, device):
 def check_cuda(torch=None):
     """Exit with a message unless device cuda is usable (and ``torch`` sees the GPU, when given)."""
     if not cuda.is_available():
-        raise SystemExit("--device cuda: CuPy with a visible CUDA device is needed "
-                         "(pip install 'minitorch-seg[cuda13]'), or the emulated GPU (MTS_CUDA=emulate)")
+        user_error(f"--device cuda: {cuda.unavailable_reason()}")
     if torch is not None and not cuda.is_emulated() and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: this torch build sees no CUDA device; install a CUDA build")
+        user_error("--device cuda: this torch build sees no CUDA device; install a CUDA build")
 
 
 def torch_device(name):
@@ -515,7 +520,7 @@ def main(argv=None):
     """Run the benchmark and print the table (or JSON); returns the exit status."""
     args = _parser().parse_args(argv)
     if args.repeat < 1:
-        raise SystemExit(f"--repeat: expected a positive integer, got {args.repeat}")
+        user_error(f"--repeat: expected a positive integer, got {args.repeat}")
     torch = import_torch()
     if args.device is None:
         args.device = cuda.default_device()

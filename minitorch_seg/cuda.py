@@ -8,6 +8,7 @@ from kernels import device as _device
 emulate = _device.emulate              # before the first CUDA tensor: "cuda" is the emulated GPU
 is_emulated = _device.is_emulated      # True when "cuda" is the emulated GPU
 is_available = _device.available       # the emulator, or CuPy with a visible GPU
+unavailable_reason = _device.unavailable_reason  # why not, and how to get it (None when available)
 synchronize = _device.synchronize      # wait for every queued kernel (for timing); no-op without a GPU
 pinned_empty = _device.pinned_empty    # a host array the GPU's copy engine reads directly
 

@@ -5,6 +5,7 @@ GPU (kernels/cuda/emulator), so that every CUDA kernel, launcher and the trainin
 tested on any machine with a C++ compiler. ``MTS_CUDA=emulate`` forces it on a GPU machine.
 """
 import os
+import tempfile
 
 import pytest
 
@@ -15,6 +16,10 @@ if "MTS_CUDA" not in os.environ and not device.gpu_present() and can_compile():
     device.emulate()
 
 CUDA = device.available()
+
+# SynthCity that a test generates in the default place goes to a folder of this session, not
+# into the user's cache (fastscnn.train.data_home).
+os.environ.setdefault("MTS_DATA", tempfile.mkdtemp(prefix="mts-test-data-"))
 
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])

@@ -110,10 +110,9 @@ def test_cuda_without_a_gpu_fails_clearly(module):
     # In a process of its own: this one may use the emulated GPU for "cuda".
     result = subprocess.run([sys.executable, "-m", module, "--device", "cuda"], capture_output=True,
                             text=True, env={**os.environ, "MTS_CUDA": "gpu"})
-    assert result.returncode == 1
-    assert result.stderr.strip().endswith("--device cuda: CuPy with a visible CUDA device is needed "
-                                          "(pip install 'minitorch-seg[cuda13]'), or the emulated GPU "
-                                          "(MTS_CUDA=emulate)")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: --device cuda: CuPy ")
+    assert result.stderr.strip().endswith("without a GPU, run the CUDA code on the emulated GPU: MTS_CUDA=emulate")
 
 
 @pytest.fixture

@@ -85,6 +85,21 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, data, weights):
             f"fastscnn predict: error: {truncated}: cannot read image file ("),
         "a typo in a flag": (["train", "--itres", "5", "--out", new],
                              "fastscnn: error: unrecognized arguments: --itres 5 (see fastscnn --help)"),
+        "an image as --checkpoint (its unpickling message holds a newline)": (
+            ["evaluate", "--checkpoint", truncated, "--data-root", data],
+            f"fastscnn evaluate: error: --checkpoint: {truncated} is not a checkpoint (UnpicklingError: "),
+        "evaluate without --data-root, for weights that record no data": (
+            ["evaluate", "--checkpoint", weights],
+            f"fastscnn evaluate: error: --data-root: needed, as {weights} records no data (only fastscnn train's "
+            f"checkpoints do)"),
+        "a file as --output": (
+            ["predict", "--checkpoint", weights, "--input", val_images(data)[0], "--output", garbage, "--device", "cpu"],
+            f"fastscnn predict: error: --output {garbage}: cannot write {garbage}/"),
+        "a file in the way of --out": (
+            ["train", "--data-root", data, "--out", garbage / "run", "--iters", "1", "--batch-size", "2",
+             "--crop-size", "48", "--device", "cpu"],
+            f"fastscnn train: error: --out {garbage}/run: cannot write {garbage}/run (Not a directory); fix that "
+            f"and start again"),
     }
     for name, (argv, expected) in cases.items():
         code, _, err = run(capsys, *argv)
@@ -189,3 +204,112 @@ def test_the_readme_hand_off_to_cityscapesscripts_gives_our_miou(tmp_path, capsy
     official = json.loads((tmp_path / "preds" / "resultPixelLevelSemanticLabeling.json").read_text())
     assert official["averageScoreClasses"] == pytest.approx(ours["miou"], rel=1e-9)
     assert official["averageScoreCategories"] == pytest.approx(ours["category_miou"], rel=1e-9)
+
+
+def one_line_in_a_process(tmp_path, hidden, module, *argv, env=()):
+    """Run ``python -m module ARGV`` with the modules ``hidden`` made unimportable, as on a
+    machine without them: (exit status, stderr lines)."""
+    code = (f"import runpy, sys\nfor name in {hidden!r}: sys.modules[name] = None\n"
+            f"sys.argv = [{module!r}, *{[str(a) for a in argv]!r}]\nrunpy.run_module({module!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "MTS_CUDA": "", **dict(env)})
+    return proc.returncode, proc.stderr.splitlines()
+
+
+def test_what_is_not_installed_is_one_line_and_exit_2(tmp_path):
+    """--device cuda without CuPy says how to get a device; a benchmark without torch says how to
+    get it; a bad MTS_CUDA is named."""
+    code, err = one_line_in_a_process(tmp_path, ["cupy"], "fastscnn.cli", "train", "--device", "cuda")
+    assert code == 2 and err == ["fastscnn train: error: --device cuda: CuPy is not installed (pip install "
+                                 "'minitorch-seg[cuda13]', or [cuda12], to match your CUDA); without a GPU, run "
+                                 "the CUDA code on the emulated GPU: MTS_CUDA=emulate"]
+    code, err = one_line_in_a_process(tmp_path, ["cupy"], "fastscnn.cli", "predict", "--checkpoint", "x.pkl", "--output", "p",
+                                      "--device", "cuda")
+    assert code == 2 and len(err) == 1 and err[0].startswith("fastscnn predict: error: --device cuda: CuPy is not")
+    code, err = one_line_in_a_process(tmp_path, ["torch"], "fastscnn.cli", "benchmark", "--compare-torch")
+    assert code == 2 and err[-1:] == ["error: --compare-torch: the PyTorch reference needs PyTorch, which is not "
+                                      "installed: pip install 'minitorch-seg[torch]'"]
+    assert not any("Traceback" in line for line in err)
+    code, err = one_line_in_a_process(tmp_path, ["torch"], "minitorch_seg.benchmark")
+    assert code == 2 and err == ["error: this benchmark compares with PyTorch, which is not installed: "
+                                 "pip install 'minitorch-seg[torch]'"]
+    code, err = one_line_in_a_process(tmp_path, [], "fastscnn.cli", "train", env={"MTS_CUDA": "yes"})
+    assert code == 2 and err == ["fastscnn train: error: MTS_CUDA: expected 'gpu' or 'emulate', got 'yes'"]
+
+
+def test_predict_reports_only_folders_it_created(tmp_path, capsys, weights):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    code, out, err = run(capsys, "predict", "--checkpoint", weights, "--input", tmp_path / "in",
+                         "--output", tmp_path / "pred", "--device", "cpu")
+    assert code == 2 and out == "predicted 0 of 1 image(s); nothing written\n"
+    assert len(err) == 1 and "broken.png: cannot read image file" in err[0]
+    assert not (tmp_path / "pred").exists()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch, data):
+    """The second checkpoint finds the disk full half-way: one line naming the folder and the
+    space a checkpoint needs; the first checkpoint stays and no temporary file is left."""
+    import pickle
+    import minitorch_seg.nn
+    dumps, real_dump = [], pickle.dump
+
+    def dump_until_full(obj, f, protocol=None):
+        dumps.append(1)
+        if len(dumps) == 2:
+            f.write(b"half a checkpoint")
+            raise OSError(28, "No space left on device")
+        real_dump(obj, f, protocol=protocol)
+    monkeypatch.setattr(minitorch_seg.nn.pickle, "dump", dump_until_full)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data-root", data, "--out", out, "--iters", "2", "--checkpoint-every", "1",
+                       "--batch-size", "2", "--crop-size", "48", "--device", "cpu", "--no-progress")
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"fastscnn train: error: --out {out}: no space left on the device for checkpoint.pkl, "
+                             f"which needs about ")
+    assert err[0].endswith(" MB; free some space (or choose another --out), then --resume")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pkl", "log.jsonl"]
+    assert mts.load(out / "checkpoint.pkl")["iter"] == 1
+
+
+def test_synthcity_has_an_address_that_the_checkpoint_keeps(tmp_path, capsys, monkeypatch):
+    """SynthCity goes to $MTS_DATA (else the user cache folder); the run prints where; the
+    checkpoint's absolute location lets evaluate, predict and --resume find it from anywhere."""
+    monkeypatch.setenv("MTS_DATA", str(tmp_path / "store"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    synth = ["--synth-train", "4", "--synth-val", "2", "--synth-size", "48x96", "--batch-size", "2",
+             "--crop-size", "48", "--device", "cpu", "--no-progress", "--out", tmp_path / "run"]
+    code, out, err = run(capsys, "train", "--iters", "1", *synth)
+    root = tmp_path / "store" / "synthcity-4-2-48x96-s0"
+    assert code == 0 and out.startswith(f"data: SynthCity (4 train + 2 val images at 48x96) in {root} "
+                                        f"(set MTS_DATA to keep it elsewhere)\n")
+    progress = [line for line in err if line.startswith("SynthCity: ")]  # a line per 10%, not a bar
+    assert progress[-1] == f"SynthCity: 6 of 6 images (100%) in {root}" and len(progress) == 6
+    assert mts.load(tmp_path / "run" / "checkpoint.pkl")["config"]["synth_root"] == str(root)
+    assert list((tmp_path / "store").iterdir()) == [root] and not list((tmp_path / "a").iterdir())
+
+    monkeypatch.chdir(tmp_path / "b")
+    monkeypatch.setenv("MTS_DATA", str(tmp_path / "elsewhere"))  # the checkpoint's location wins
+    code, out, err = run(capsys, "evaluate", "--checkpoint", tmp_path / "run" / "best.pkl", "--json", "--device", "cpu")
+    assert code == 0 and json.loads(out)["miou"] >= 0 and err[0].startswith("data: SynthCity") and str(root) in err[0]
+    code, out, _ = run(capsys, "predict", "--checkpoint", tmp_path / "run" / "best.pkl", "--output", "preds",
+                       "--device", "cpu")
+    assert code == 0 and out.startswith("predicted 2 of 2 image(s) into preds/")
+    code, out, _ = run(capsys, "train", "--resume", "--iters", "2", "--out", tmp_path / "run", "--no-progress")
+    assert code == 0 and f"in {root} " in out
+    assert not (tmp_path / "elsewhere").exists() and sorted(p.name for p in (tmp_path / "b").iterdir()) == ["preds"]
+
+    code, _, err = run(capsys, "evaluate", "--checkpoint", tmp_path / "run" / "metrics.json")
+    assert code == 2 and err == [f"fastscnn evaluate: error: --checkpoint: {tmp_path}/run/metrics.json is not a "
+                                 f"checkpoint" + err[0].split("is not a checkpoint", 1)[1]]
+
+
+def test_synthcity_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    from fastscnn.train import TrainConfig, data_home, resolve
+    monkeypatch.delenv("MTS_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert data_home() == tmp_path / "minitorch-seg" / "data"
+    cfg = resolve(TrainConfig(device="cpu"))
+    assert cfg.synth_root == str(tmp_path / "minitorch-seg" / "data" / "synthcity-240-40-192x384-s0")

@@ -35,6 +35,7 @@ over a few hundred polygons), plus PNG writing; images are drawn in threads.
 import argparse
 import json
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -699,7 +700,8 @@ def generate_synthcity(root, num_train, num_val, size=(256, 512), seed=0, progre
     records the parameters: a folder holding the complete set is left alone, an
     interrupted one is completed, and InputError (a ValueError) is raised for a folder
     holding another SynthCity or Cityscapes-like data without the marker (so real data is
-    never mixed in). ``progress`` shows a progress bar (on stderr, in a terminal).
+    never mixed in). ``progress`` shows a progress bar on stderr in a terminal, and a line per
+    10% of the images elsewhere (a log).
     """
     root = Path(root)
     spec = {"version": VERSION, "num_train": int(num_train), "num_val": int(num_val),
@@ -718,10 +720,14 @@ def generate_synthcity(root, num_train, num_val, size=(256, 512), seed=0, progre
                          f"Choose another folder.")
     root.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(spec, indent=1) + "\n")
+    terminal = progress and sys.stderr.isatty()
     with ThreadPoolExecutor(os.cpu_count()) as pool, \
-            tqdm(total=len(jobs), desc="SynthCity", disable=None if progress else True) as bar:
-        for _ in pool.map(lambda job: _write_one(root, *job, tuple(spec["size"]), seed), jobs):
+            tqdm(total=len(jobs), desc="SynthCity", disable=not terminal) as bar:
+        for done, _ in enumerate(pool.map(lambda job: _write_one(root, *job, tuple(spec["size"]), seed), jobs), 1):
             bar.update(1)
+            if progress and not terminal and done * 10 // len(jobs) > (done - 1) * 10 // len(jobs):
+                print(f"SynthCity: {done} of {len(jobs)} images ({100 * done // len(jobs)}%) in {root}",
+                      file=sys.stderr, flush=True)  # a log gets a line per 10%, not a bar
     return root
 
 
