@@ -9,8 +9,9 @@ Each launch is checked as a real GPU never would: the number of arguments, each 
 type against the kernel's parameter (a pointer parameter takes a device array of its element
 type; a scalar must arrive as the value it was, see :func:`scalar_argument`), contiguity, and
 the grid and block sizes. A barrier that some threads never reach, or a deadlock, stops the
-launch with an error naming the kernel and the block. With ``MTS_CUDA_RACECHECK=1`` every launch runs twice, in
-forward and in reverse order, and any difference in the outputs is reported as a race.
+launch with an error naming the kernel and the block. With ``MTS_CUDA_RACECHECK=1`` every
+launch runs twice, in forward and in reverse order, and any difference in the outputs is
+reported as a race.
 
 The kernels run with ``-O2 -g``: a student can ``printf`` in a kernel, or run Python under gdb
 and ``break im2col<float>``, step through the ``.cu`` source and ``print threadIdx``.
