@@ -87,6 +87,13 @@ __global__ void warp_ops(const T* x, T* sums, unsigned* ballots, T* xor_sums)
     xor_sums[t] = w;
 }
 
+// A 64-bit parameter, as a size_t or an int64 count would be.
+template <typename T>
+__global__ void store64(long long n, T* y)
+{
+    y[0] = (T)n;
+}
+
 // Reads a shared array no thread wrote.
 template <typename T>
 __global__ void read_unwritten(T* y)
@@ -96,7 +103,8 @@ __global__ void read_unwritten(T* y)
 }
 """
 NAMES = ["scale<float>", "scale<double>", "rotate<float>", "rotate_racy<float>", "early_return<float>",
-         "two_barriers<float>", "deadlock<float>", "warp_ops<float>", "read_unwritten<double>"]
+         "two_barriers<float>", "deadlock<float>", "warp_ops<float>", "read_unwritten<double>",
+         "store64<double>"]
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +168,6 @@ def test_unwritten_memory_reads_as_nan(kernel):
 
 
 @pytest.mark.parametrize("args, match", [
-    ((f32([1]), 2.0, np.int32(1), xp.empty(1, np.float32)),
-     r"argument 1 'a': the kernel takes float, which is numpy.float32; got float 2.0; CuPy would pass"),
-    ((f32([1]), np.float32(2), 1, xp.empty(1, np.float32)),
-     r"argument 2 'n': the kernel takes int, which is numpy.int32; got int 1"),
     ((np.ones(1, np.float32), np.float32(2), np.int32(1), xp.empty(1, np.float32)),
      r"argument 0 'x': the kernel takes const float\*, a device array; got numpy.ndarray"),
     ((f32([1]).astype(np.float64), np.float32(2), np.int32(1), xp.empty(1, np.float32)),
@@ -175,6 +179,53 @@ def test_unwritten_memory_reads_as_nan(kernel):
 def test_launch_arguments_are_checked_against_the_kernel(kernel, args, match):
     with pytest.raises(KernelError, match=match):
         kernel("scale<float>")((1,), (32,), args)
+
+
+# CuPy passes a Python int as 8 bytes (int64), a Python float as 8 bytes (float64), a NumPy
+# scalar as its own bytes; the driver copies as many bytes as the parameter has (the low ones,
+# on a little-endian GPU). Each case below is what a GPU would do with that rule.
+def test_a_python_int_for_an_int_parameter_arrives_intact(kernel):
+    x, y = f32(np.arange(40)), xp.empty(40, np.float32)
+    kernel("scale<float>")((1,), (64,), (x, np.float32(2), 40, y))
+    np.testing.assert_array_equal(y.get(), 2 * np.arange(40))
+
+
+def test_a_python_float_for_double_and_a_python_int_for_long_long_arrive_intact(kernel):
+    x, y = xp.asarray(np.arange(4.0)), xp.empty(4, np.float64)
+    kernel("scale<double>")((1,), (32,), (x, 0.5, 4, y))
+    np.testing.assert_array_equal(y.get(), 0.5 * np.arange(4.0))
+    kernel("store64<double>")((1,), (1,), (2**40 + 3, y))
+    kernel("store64<double>")((1,), (1,), (np.int64(-7), y[1:]))
+    assert y.get()[:2].tolist() == [2**40 + 3, -7]
+
+
+@pytest.mark.parametrize("name, args, match", [
+    ("scale<float>", (f32([1]), 0.5, np.int32(1), xp.empty(1, np.float32)),
+     r"argument 1 'a': the kernel takes float \(4 bytes\); got Python float 0.5, which CuPy passes as 8 bytes "
+     r"\(numpy.float64\): the driver copies its low 4 bytes, .* and the kernel would read them as 0.0; pass numpy.float32"),
+    ("scale<float>", (f32([1]), 3, np.int32(1), xp.empty(1, np.float32)),
+     r"argument 1 'a': .* got Python int 3, .* the kernel would read them as 4e-45"),
+    ("scale<float>", (f32([1]), np.float64(0.5), np.int32(1), xp.empty(1, np.float32)),
+     r"argument 1 'a': .* got numpy.float64 0.5 \(8 bytes\): .* would read them as 0.0"),
+    ("scale<double>", (xp.ones(1, np.float64), np.float32(2), np.int32(1), xp.empty(1, np.float64)),
+     r"argument 1 'a': the kernel takes double \(8 bytes\); got numpy.float32 2.0 \(4 bytes\): the driver copies "
+     r"8 bytes, so the kernel would read the value and then 4 bytes of whatever follows it in host memory"),
+    ("scale<float>", (f32([1]), np.float32(2), 2**31, xp.empty(1, np.float32)),
+     r"argument 2 'n': the kernel takes int \(4 bytes\); got Python int 2147483648, .* would read them as -2147483648"),
+    ("scale<float>", (f32([1]), np.float32(2), 2.0, xp.empty(1, np.float32)),
+     r"argument 2 'n': .* got Python float 2.0, .* would read them as 0; pass numpy.int32"),
+    ("scale<float>", (f32([1]), np.float32(2), np.float32(1), xp.empty(1, np.float32)),
+     r"argument 2 'n': .* got numpy.float32 1.0 \(4 bytes\): the driver copies the value's bytes, and the kernel "
+     r"would read them as 1065353216"),
+    ("store64<double>", (np.int32(5), xp.empty(1, np.float64)),
+     r"argument 0 'n': the kernel takes long long \(8 bytes\); got numpy.int32 5 \(4 bytes\): .* then 4 bytes of "
+     r"whatever follows it in host memory; pass numpy.int64"),
+    ("store64<double>", (2**64, xp.empty(1, np.float64)), r"got Python int 18446744073709551616, which CuPy cannot pass"),
+    ("store64<double>", ("5", xp.empty(1, np.float64)), r"the kernel takes long long, a number; got builtins.str"),
+])
+def test_a_scalar_the_kernel_would_misread_is_refused_with_what_it_would_read(kernel, name, args, match):
+    with pytest.raises(KernelError, match=match):
+        kernel(name)((1,), (32,), args)
 
 
 def test_grid_and_block_are_checked(kernel):

@@ -21,7 +21,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "examples" / "notebooks"
 NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
-SLOW = {"04_fastscnn.ipynb"}  # trains Fast-SCNN for a few minutes on the CPU
+SLOW = {"04_fastscnn.ipynb"}  # trains Fast-SCNN on the CPU for most of a minute
 CELL_TIMEOUT = 600
 STATUS = re.compile(r"^\[exercise (\S+)\] (passed|not done yet|WRONG)", re.MULTILINE)
 

@@ -123,5 +123,5 @@ def empty(shape, dtype):
 
 
 def ints(*values):
-    """The values as ``np.int32`` kernel arguments (CuPy would pass a Python int as 64 bits)."""
+    """The values as ``np.int32`` kernel arguments: an ``int`` parameter's 4 bytes, said explicitly."""
     return tuple(np.int32(v) for v in values)

@@ -7,10 +7,11 @@ everything that goes into them, so each source is compiled once per machine.
 
 Each launch is checked as a real GPU never would: the number of arguments, each argument's
 type against the kernel's parameter (a pointer parameter takes a device array of its element
-type, ``int`` takes ``numpy.int32`` and not a Python int), contiguity, and the grid and block
-sizes. A barrier that some threads never reach, or a deadlock, stops the launch with an error
-naming the kernel and the block. With ``MTS_CUDA_RACECHECK=1`` every launch runs twice, in
-forward and in reverse order, and any difference in the outputs is reported as a race.
+type; a scalar must arrive as the value it was, see :func:`scalar_argument`), contiguity, and
+the grid and block sizes. A barrier that some threads never reach, or a deadlock, stops the
+launch with an error naming the kernel and the block. With ``MTS_CUDA_RACECHECK=1`` every
+launch runs twice, in forward and in reverse order, and any difference in the outputs is
+reported as a race.
 
 The kernels run with ``-O2 -g``: a student can ``printf`` in a kernel, or run Python under gdb
 and ``break im2col<float>``, step through the ``.cu`` source and ``print threadIdx``.
@@ -249,17 +250,51 @@ class Function:
                 values.append(ctypes.c_void_p(arg._a.ctypes.data))
                 arrays.append((i, arg))
             else:
-                want = C_TYPES[base]
-                if type(arg) is not want:
-                    hint = (f"; CuPy would pass a Python {type(arg).__name__} as a 64-bit value, "
-                            f"which the kernel misreads" if isinstance(arg, (int, float)) else "")
-                    raise KernelError(f"{what}: the kernel takes {ctype}, which is numpy.{want.__name__}; "
-                                      f"got {type(arg).__name__} {arg!r}{hint}")
-                values.append(_c_value(arg))
+                try:
+                    raw = scalar_argument(arg, ctype)
+                except ValueError as error:
+                    raise KernelError(f"{what}: {error}") from None
+                values.append((ctypes.c_char * len(raw)).from_buffer_copy(raw))
         return values, arrays
 
 
-def _c_value(x):
-    """A ctypes object holding the bytes of the NumPy scalar ``x``."""
-    raw = np.asarray(x).tobytes()
-    return (ctypes.c_char * len(raw)).from_buffer_copy(raw)
+def scalar_argument(arg, ctype):
+    """The bytes a kernel's scalar parameter of C type ``ctype`` receives for ``arg`` under CuPy.
+
+    CuPy passes a NumPy scalar's own bytes, a Python ``int`` as a ``numpy.int64`` and a Python
+    ``float`` as a ``numpy.float64``, each as a pointer to the value; the driver copies as many
+    bytes from there as the parameter has. On a little-endian GPU a parameter narrower than the
+    value gets its low bytes, and one wider than the value gets the bytes that follow it in host
+    memory too. Raises ``ValueError`` saying what the kernel would read unless that is the value:
+    an integer that fits the parameter (a Python int for ``int``) arrives intact; a float arrives
+    only into a parameter of its own size (a Python float into ``double``: the low 4 bytes of 0.5
+    read as a ``float`` are 0.0); an integer never arrives in a float parameter, nor the reverse.
+    """
+    want = np.dtype(C_TYPES[ctype.replace("const ", "")])
+    if isinstance(arg, np.generic):
+        passed, how = arg, f"numpy.{type(arg).__name__} {arg} ({arg.itemsize} byte{'s' * (arg.itemsize > 1)})"
+    elif isinstance(arg, (int, float)):  # a bool too: CuPy tests for int first
+        kind = np.int64 if isinstance(arg, int) else np.float64
+        try:
+            passed = kind(arg)
+        except OverflowError:
+            raise ValueError(f"the kernel takes {ctype}; got Python int {arg!r}, which CuPy cannot pass "
+                             f"(it converts a Python int to numpy.int64)") from None
+        how = f"Python {type(arg).__name__} {arg!r}, which CuPy passes as 8 bytes (numpy.{kind.__name__})"
+    else:
+        raise ValueError(f"the kernel takes {ctype}, a number; got {type(arg).__module__}."
+                         f"{type(arg).__name__}")
+    raw, size = passed.tobytes(), want.itemsize
+    advice = f"pass numpy.{want.type.__name__}"
+    if len(raw) < size:
+        raise ValueError(f"the kernel takes {ctype} ({size} bytes); got {how}: the driver copies {size} "
+                         f"bytes, so the kernel would read the value and then {size - len(raw)} bytes of "
+                         f"whatever follows it in host memory; {advice}")
+    read = np.frombuffer(raw[:size], want)[0]
+    if (int(read) == int(passed) if passed.dtype.kind in "biu" and want.kind in "biu"
+            else passed.dtype.kind == want.kind == "f" and len(raw) == size):
+        return raw[:size]
+    part = ("the value's bytes" if len(raw) == size else f"its low {size} bytes"
+            + (f", the end of the {passed.dtype}'s mantissa" if passed.dtype.kind == want.kind == "f" else ""))
+    raise ValueError(f"the kernel takes {ctype} ({size} bytes); got {how}: the driver copies {part}, "
+                     f"and the kernel would read them as {read!s}; {advice}")
