@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastscnn.train
 import minitorch_seg as mts
 from minitorch_seg.benchmark import counters
 from fastscnn.data.synthetic import generate_synthcity
@@ -97,18 +98,18 @@ def test_resume_on_cuda_is_bit_exact(tmp_path, monkeypatch):
                      progress=False)
 
     straight = run("straight")
-    original_step, calls = mts.optim.SGD.step, {"n": 0}
+    original_step, calls = fastscnn.train.train_step, {"n": 0}
 
-    def crashing_step(self):
+    def crashing_step(*args):
         calls["n"] += 1
-        if calls["n"] == 2:  # after the checkpoint at 1
+        if calls["n"] == 2:  # after the checkpoint at 1; before the step, which costs most here
             raise RuntimeError("crash")
-        original_step(self)
+        return original_step(*args)
 
-    monkeypatch.setattr(mts.optim.SGD, "step", crashing_step)
+    monkeypatch.setattr(fastscnn.train, "train_step", crashing_step)
     with pytest.raises(RuntimeError, match="crash"):
         run("resumed")
-    monkeypatch.setattr(mts.optim.SGD, "step", original_step)
+    monkeypatch.setattr(fastscnn.train, "train_step", original_step)
     resumed = run("resumed", resume=True)
     assert_same_state(tmp_path / "straight" / "checkpoint.pkl", tmp_path / "resumed" / "checkpoint.pkl")
     assert straight["miou"] == resumed["miou"] and log(tmp_path / "straight") == log(tmp_path / "resumed")
