@@ -93,15 +93,21 @@ struct SharedArray { void* array; size_t bytes; long long block; };
 static std::vector<SharedArray> shared_arrays;
 static long long block_serial;
 
+// True while the emulator itself works on behalf of a kernel: the trace (trace.h) skips it.
+static bool in_emulator;
+
 void shared_array(void* array, size_t bytes)
 {
+    in_emulator = true;
     for (SharedArray& s : shared_arrays)
         if (s.array == array) {
             if (s.block != block_serial) memset(array, 0xFF, bytes), s.block = block_serial;
+            in_emulator = false;
             return;
         }
     shared_arrays.push_back({array, bytes, block_serial});
     memset(array, 0xFF, bytes);
+    in_emulator = false;
 }
 
 static void set_thread_index(int t)
