@@ -116,7 +116,7 @@ def build(code, name_expressions, traced=False):
     """
     cxx = compiler()
     glue = _glue(code, name_expressions, traced)
-    headers = ["device.h", "scheduler.h"] + (["trace.h"] if traced else [])
+    headers = ["device.h", "scheduler.h"] + (["trace.h", "trace.cpp"] if traced else [])
     key = hashlib.sha256("\0".join([cxx, *FLAGS, *(TRACE_FLAGS if traced else []), glue,
                                     *((HERE / h).read_text() for h in headers)]).encode()).hexdigest()[:24]
     folder = cache_dir()
@@ -129,18 +129,22 @@ def build(code, name_expressions, traced=False):
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".so")
     os.close(fd)
     # Run from kernels/cuda: the #line marks name the .cu files relative to it, so gdb finds them.
-    if traced:  # compile instrumented, then link as plain g++ would (no -ltsan)
-        result = subprocess.run([cxx, *FLAGS, *TRACE_FLAGS[:2], "-c", "-I", str(HERE), str(source),
-                                 "-o", tmp + ".o"], capture_output=True, text=True, cwd=HERE.parent)
-        if result.returncode == 0:
-            result = subprocess.run([cxx, *FLAGS, TRACE_FLAGS[2], tmp + ".o", "-o", tmp],
-                                    capture_output=True, text=True, cwd=HERE.parent)
-        Path(tmp + ".o").unlink(missing_ok=True)
+    if traced:  # the kernels instrumented, trace.cpp plain, linked as g++ would (no -ltsan)
+        steps = [[*TRACE_FLAGS[:2], "-c", str(source), "-o", tmp + ".k.o"],
+                 ["-c", str(HERE / "trace.cpp"), "-o", tmp + ".t.o"],
+                 [TRACE_FLAGS[2], tmp + ".k.o", tmp + ".t.o", "-o", tmp]]
+        for step in steps:
+            result = subprocess.run([cxx, *FLAGS, "-I", str(HERE), *step], capture_output=True, text=True,
+                                    cwd=HERE.parent)
+            if result.returncode != 0:
+                break
+        for o in (".k.o", ".t.o"):
+            Path(tmp + o).unlink(missing_ok=True)
     else:
         result = subprocess.run([cxx, *FLAGS, "-I", str(HERE), str(source), "-o", tmp],
                                 capture_output=True, text=True, cwd=HERE.parent)
     if result.returncode != 0:
-        os.remove(tmp)
+        Path(tmp).unlink(missing_ok=True)  # a failed link has removed it already
         raise KernelError(f"the emulated GPU could not compile the kernels ({source}):\n{result.stderr}")
     os.replace(tmp, library)  # atomic: another process never loads half a file
     return library
