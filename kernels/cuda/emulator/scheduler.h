@@ -95,6 +95,11 @@ static long long block_serial;
 
 // True while the emulator itself works on behalf of a kernel: the trace (trace.h) skips it.
 static bool in_emulator;
+// The shared arrays again as a plain array: the trace looks addresses up in it on every access,
+// and a std::vector's accessors are calls, instrumented in the traced build.
+struct SharedRange { uintptr_t begin, end; };
+static SharedRange shared_ranges[64];
+static int shared_range_count;
 
 void shared_array(void* array, size_t bytes)
 {
@@ -106,6 +111,7 @@ void shared_array(void* array, size_t bytes)
             return;
         }
     shared_arrays.push_back({array, bytes, block_serial});
+    if (shared_range_count < 64) shared_ranges[shared_range_count++] = {(uintptr_t)array, (uintptr_t)array + bytes};
     memset(array, 0xFF, bytes);
     in_emulator = false;
 }

@@ -40,12 +40,22 @@ static std::vector<std::pair<uintptr_t, size_t>> open_read, open_written;
 static Counts counts;
 
 // The GPU address of host address a if it lies in a device array, else 0.
+// Most accesses fall where the previous one did, so the last array hit and the last gap between
+// arrays missed are tried before the binary search.
+static Range last_hit, last_gap;
+
 static uintptr_t on_device(uintptr_t a)
 {
+    if (a >= last_hit.begin && a < last_hit.end) return a - last_hit.begin + last_hit.at;
+    if (a >= last_gap.begin && a < last_gap.end) return 0;
     auto it = std::upper_bound(device_ranges.begin(), device_ranges.end(), a,
                                [](uintptr_t x, const Range& r) { return x < r.begin; });
-    if (it == device_ranges.begin() || a >= (it - 1)->end) return 0;
-    return a - (it - 1)->begin + (it - 1)->at;
+    if (it != device_ranges.begin() && a < (it - 1)->end) {
+        last_hit = *(it - 1);
+        return a - last_hit.begin + last_hit.at;
+    }
+    last_gap = {it == device_ranges.begin() ? 0 : (it - 1)->end, it == device_ranges.end() ? UINTPTR_MAX : it->begin, 0};
+    return 0;
 }
 
 
@@ -173,6 +183,7 @@ __attribute__((visibility("default"))) void mts_trace_begin(const uintptr_t* ran
     }
     std::sort(device_ranges.begin(), device_ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
     counts = Counts();
+    last_hit = last_gap = Range{0, 0, 0};
     open_read.clear();
     open_written.clear();
     block = -1;

@@ -40,24 +40,17 @@ extern "C" void mts_trace_access(int thread, long long serial, uintptr_t pc, uin
 namespace mts {
 // Pass an access of the running thread on to trace.cpp: an offset in its __shared__ array
 // (banks count from the array's start, as if each began on a 128-byte boundary), or the address.
-// The vector's begin() and end() are instrumented calls, so `busy` stops them reporting (volatile:
-// the optimizer, which runs before the instrumentation, would drop the stores otherwise).
-static volatile bool busy;
-
 __attribute__((no_sanitize_thread)) inline void traced(void* p, int size, bool write, void* pc)
 {
-    if (!mts_tracing || busy || in_emulator || L.current == nullptr) return;
-    busy = true;
+    if (!mts_tracing || in_emulator || L.current == nullptr) return;
     const uintptr_t a = (uintptr_t)p;
-    uintptr_t offset = 0;
-    bool shared = false;
-    for (const SharedArray& s : shared_arrays)
-        if (a >= (uintptr_t)s.array && a < (uintptr_t)s.array + s.bytes) {
-            offset = a - (uintptr_t)s.array, shared = true;
-            break;
+    for (int i = 0; i < shared_range_count; ++i)
+        if (a >= shared_ranges[i].begin && a < shared_ranges[i].end) {
+            mts_trace_access(L.current->thread, block_serial, (uintptr_t)pc, a - shared_ranges[i].begin, size,
+                             write, true);
+            return;
         }
-    busy = false;
-    mts_trace_access(L.current->thread, block_serial, (uintptr_t)pc, shared ? offset : a, size, write, shared);
+    mts_trace_access(L.current->thread, block_serial, (uintptr_t)pc, a, size, write, false);
 }
 }  // namespace mts
 
