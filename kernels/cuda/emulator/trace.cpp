@@ -40,22 +40,41 @@ static std::vector<std::pair<uintptr_t, size_t>> open_read, open_written;
 static Counts counts;
 
 // The GPU address of host address a if it lies in a device array, else 0.
-// Most accesses fall where the previous one did, so the last array hit and the last gap between
-// arrays missed are tried before the binary search.
-static Range last_hit, last_gap;
+// Binary search over a step's hundreds of arrays on every access (the scheduler's own accesses
+// included) was most of a traced run's time, so each 4 KiB page remembers its answer when the
+// whole page lies in one array or in a gap between arrays.
+struct Page { uintptr_t page; long index; };  // index: of the array, GAP, or MIXED (search)
+constexpr long GAP = -1, MIXED = -2;
+constexpr int PAGE_BITS = 12, PAGES = 1 << 14;
+static Page pages[PAGES];
 
+// How many arrays begin at or before a.
+static long after(uintptr_t a)
+{
+    return std::upper_bound(device_ranges.begin(), device_ranges.end(), a,
+                            [](uintptr_t x, const Range& r) { return x < r.begin; }) - device_ranges.begin();
+}
+
+// The array a lies in, or GAP.
+static long find(uintptr_t a)
+{
+    const long n = after(a);
+    return n > 0 && a < device_ranges[n - 1].end ? n - 1 : GAP;
+}
+
+// The GPU address of host address a if it lies in a device array, else 0.
 static uintptr_t on_device(uintptr_t a)
 {
-    if (a >= last_hit.begin && a < last_hit.end) return a - last_hit.begin + last_hit.at;
-    if (a >= last_gap.begin && a < last_gap.end) return 0;
-    auto it = std::upper_bound(device_ranges.begin(), device_ranges.end(), a,
-                               [](uintptr_t x, const Range& r) { return x < r.begin; });
-    if (it != device_ranges.begin() && a < (it - 1)->end) {
-        last_hit = *(it - 1);
-        return a - last_hit.begin + last_hit.at;
+    const uintptr_t page = a >> PAGE_BITS;
+    Page& p = pages[page % PAGES];
+    if (p.page != page) {
+        const uintptr_t first = page << PAGE_BITS, last = first + (uintptr_t(1) << PAGE_BITS) - 1;
+        const long i = find(first);
+        const bool whole = i == find(last) && (i != GAP || after(first) == after(last));
+        p = {page, whole ? i : MIXED};
     }
-    last_gap = {it == device_ranges.begin() ? 0 : (it - 1)->end, it == device_ranges.end() ? UINTPTR_MAX : it->begin, 0};
-    return 0;
+    const long i = p.index == MIXED ? find(a) : p.index;
+    return i == GAP ? 0 : a - device_ranges[i].begin + device_ranges[i].at;
 }
 
 
@@ -183,7 +202,7 @@ __attribute__((visibility("default"))) void mts_trace_begin(const uintptr_t* ran
     }
     std::sort(device_ranges.begin(), device_ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
     counts = Counts();
-    last_hit = last_gap = Range{0, 0, 0};
+    for (Page& p : pages) p = {0, MIXED};  // page 0 is never a device array's
     open_read.clear();
     open_written.clear();
     block = -1;
