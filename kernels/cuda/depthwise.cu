@@ -87,33 +87,53 @@ __global__ void depthwise_forward(const T* x, const T* w, int N, int C, int H, i
     y[i] = s;
 }
 
-// gx[n, c, ih, iw] gathers w * gy from every output that read input (ih, iw).
-template <typename T>
+// t / S if t is a multiple of S in [0, S*n), else -1: which output row (or column) a tap
+// reached by moving t = ih + ph - kh*dh back from the input came from. S is the stride as a
+// template argument, so "% S" and "/ S" compile to a mask and a shift (nothing for S = 1);
+// S = 0 stands for a stride above 2, read at run time from s.
+template <int S>
+__device__ int on_grid(int t, int s, int n)
+{
+    const unsigned stride = S > 0 ? S : s;
+    if (t < 0 || (unsigned)t % stride != 0) return -1;
+    const int q = (unsigned)t / stride;
+    return q < n ? q : -1;
+}
+
+constexpr int ROWS = 4;  // gx rows per thread; must equal kernels/cuda/depthwise.py ROWS
+
+// gx[n, c, ih0 .. ih0+ROWS-1, iw] gather w * gy from every output that read them.
+template <typename T, int SH, int SW>
 __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, int H, int W,
                                          int KH, int KW, int sh, int sw, int ph, int pw,
                                          int dh, int dw, int OH, int OW, T* gx)
 {
+    const int blocks_per_column = (H + ROWS - 1) / ROWS;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N * C * H * W) return;
+    if (i >= N * C * blocks_per_column * W) return;
     const int iw = i % W;
-    const int ih = i / W % H;
-    const int plane = i / (W * H);
+    const int ih0 = i / W % blocks_per_column * ROWS;
+    const int plane = i / (W * blocks_per_column);
     const int c = plane % C;
     const T* g = gy + plane * OH * OW;
     const T* wc = w + c * KH * KW;
-    T s = 0;
+    T s[ROWS] = {};
     for (int kh = 0; kh < KH; ++kh) {
-        const int th = ih + ph - kh * dh;  // = oh*sh if output row oh read this pixel
-        if (th < 0 || th % sh != 0 || th / sh >= OH) continue;
-        const int oh = th / sh;
+        int oh[ROWS];  // the gy row each of our rows reads through tap row kh, or -1
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) oh[r] = on_grid<SH>(ih0 + r + ph - kh * dh, sh, OH);
         for (int kw = 0; kw < KW; ++kw) {
-            const int tw = iw + pw - kw * dw;
-            if (tw < 0 || tw % sw != 0 || tw / sw >= OW) continue;
-            const int ow = tw / sw;
-            s += wc[kh * KW + kw] * g[oh * OW + ow];
+            const int ow = on_grid<SW>(iw + pw - kw * dw, sw, OW);
+            if (ow < 0) continue;
+            const T wv = wc[kh * KW + kw];  // one load for ROWS outputs
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r)
+                if (oh[r] >= 0) s[r] += wv * g[oh[r] * OW + ow];
         }
     }
-    gx[i] = s;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+        if (ih0 + r < H) gx[(plane * H + ih0 + r) * W + iw] = s[r];
 }
 
 // Block (r, k): partial[r, k] = this chunk's share of gw[r], r = (c*KH + kh)*KW + kw.

@@ -10,8 +10,12 @@ from .launch import CudaFile, chunks_for, empty, ints
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
 
+# Backward-input is compiled per stride: (1, 1) and (2, 2), Fast-SCNN's, and (0, 0) for any other.
+STRIDES = ((1, 1), (2, 2), (0, 0))
+ROWS = 4  # gx rows per thread: ROWS in depthwise.cu
 CUDA = CudaFile("depthwise.cu", ("depthwise_forward", "depthwise_backward_input",
-                                 "depthwise_weight_partials", "sum_chunks"))
+                                 "depthwise_weight_partials", "sum_chunks"),
+                variants={"depthwise_backward_input": STRIDES})
 
 
 def depthwise_forward(x, w, stride, padding, dilation, y):
@@ -22,7 +26,9 @@ def depthwise_forward(x, w, stride, padding, dilation, y):
 
 def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
     """``gx`` = dL/dx from ``gy`` = dL/dy: the gather that reverses the forward."""
-    CUDA.launch("depthwise_backward_input", gy.dtype, gx.size,
+    N, C, H, W = gx.shape
+    specialized = tuple(map(int, stride)) if tuple(stride) in STRIDES else (0, 0)
+    CUDA.launch("depthwise_backward_input", (gy.dtype, *specialized), N * C * -(-H // ROWS) * W,
                 (gy, w, *ints(*gx.shape, *w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:]), gx))
 
 
