@@ -100,37 +100,74 @@ __device__ int on_grid(int t, int s, int n)
     return q < n ? q : -1;
 }
 
-constexpr int ROWS = 4;  // gx rows per thread; must equal kernels/cuda/depthwise.py ROWS
+constexpr int ROWS = 4;          // gx rows per thread
+constexpr int TILE = 32;         // a block's gx tile: TILE x TILE, 32 columns x 8 threads x ROWS rows
+constexpr int STAGED = 48 * 48;  // the most gy values a block stages in shared memory
+static_assert(THREADS / TILE * ROWS == TILE, "the block's threads must cover its tile");
 
-// gx[n, c, ih0 .. ih0+ROWS-1, iw] gather w * gy from every output that read them.
+// First multiple-of-S index q with q*S >= t (t may be negative): the first gy row (column)
+// that a tap can reach from input row t.
+template <int S>
+__device__ int first_on_grid(int t, int s)
+{
+    const int stride = S > 0 ? S : s;
+    return t <= 0 ? 0 : (t + stride - 1) / stride;
+}
+
+// Block b -> the TILE x TILE tile of gx plane n*C + c; thread (tx, ty) -> column tx, rows
+// ty*ROWS .. ty*ROWS + ROWS-1 of it. The block first copies the window of gy the tile reads
+// (with its halo) into shared memory, then every tap reads from there.
 template <typename T, int SH, int SW>
 __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, int H, int W,
                                          int KH, int KW, int sh, int sw, int ph, int pw,
                                          int dh, int dw, int OH, int OW, T* gx)
 {
-    const int blocks_per_column = (H + ROWS - 1) / ROWS;
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N * C * blocks_per_column * W) return;
-    const int iw = i % W;
-    const int ih0 = i / W % blocks_per_column * ROWS;
-    const int plane = i / (W * blocks_per_column);
+    __shared__ T staged[STAGED];
+    const int tiles_w = (W + TILE - 1) / TILE, tiles_h = (H + TILE - 1) / TILE;
+    const int plane = blockIdx.x / (tiles_w * tiles_h);
+    const int tile = blockIdx.x % (tiles_w * tiles_h);
+    const int ih_t = tile / tiles_w * TILE, iw_t = tile % tiles_w * TILE;
     const int c = plane % C;
     const T* g = gy + plane * OH * OW;
     const T* wc = w + c * KH * KW;
+
+    // The gy window [oh0, oh1) x [ow0, ow1) that the tile's taps reach.
+    const int oh0 = first_on_grid<SH>(ih_t + ph - (KH - 1) * dh, sh);
+    const int oh1 = min(OH, (ih_t + TILE - 1 + ph) / (SH > 0 ? SH : sh) + 1);
+    const int ow0 = first_on_grid<SW>(iw_t + pw - (KW - 1) * dw, sw);
+    const int ow1 = min(OW, (iw_t + TILE - 1 + pw) / (SW > 0 ? SW : sw) + 1);
+    const int rows = max(oh1 - oh0, 0), cols = max(ow1 - ow0, 0);
+    // A window too large for shared memory (a large kernel or dilation) is read in place.
+    const bool fits = rows * cols <= STAGED;
+    const T* src = fits ? staged : g + oh0 * OW + ow0;
+    const int pitch = fits ? cols : OW;
+    if (fits) {
+        const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+        for (int r = warp; r < rows; r += THREADS / 32)
+            for (int q = lane; q < cols; q += 32) staged[r * cols + q] = g[(oh0 + r) * OW + ow0 + q];
+    }
+    __syncthreads();
+
+    const int iw = iw_t + threadIdx.x % TILE;
+    const int ih0 = ih_t + threadIdx.x / TILE * ROWS;
     T s[ROWS] = {};
     for (int kh = 0; kh < KH; ++kh) {
-        int oh[ROWS];  // the gy row each of our rows reads through tap row kh, or -1
+        int oh[ROWS];  // the window row each of our rows reads through tap row kh, or -1
 #pragma unroll
-        for (int r = 0; r < ROWS; ++r) oh[r] = on_grid<SH>(ih0 + r + ph - kh * dh, sh, OH);
+        for (int r = 0; r < ROWS; ++r) {
+            oh[r] = on_grid<SH>(ih0 + r + ph - kh * dh, sh, OH);
+            if (oh[r] >= 0) oh[r] -= oh0;
+        }
         for (int kw = 0; kw < KW; ++kw) {
             const int ow = on_grid<SW>(iw + pw - kw * dw, sw, OW);
             if (ow < 0) continue;
             const T wv = wc[kh * KW + kw];  // one load for ROWS outputs
 #pragma unroll
             for (int r = 0; r < ROWS; ++r)
-                if (oh[r] >= 0) s[r] += wv * g[oh[r] * OW + ow];
+                if (oh[r] >= 0) s[r] += wv * src[oh[r] * pitch + ow - ow0];
         }
     }
+    if (iw >= W) return;
 #pragma unroll
     for (int r = 0; r < ROWS; ++r)
         if (ih0 + r < H) gx[(plane * H + ih0 + r) * W + iw] = s[r];
