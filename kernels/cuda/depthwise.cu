@@ -100,10 +100,10 @@ __device__ int on_grid(int t, int s, int n)
     return q < n ? q : -1;
 }
 
-constexpr int ROWS = 4;          // gx rows per thread
-constexpr int TILE = 32;         // a block's gx tile: TILE x TILE, 32 columns x 8 threads x ROWS rows
-constexpr int STAGED = 48 * 48;  // the most gy values a block stages in shared memory
-static_assert(THREADS / TILE * ROWS == TILE, "the block's threads must cover its tile");
+constexpr int ROWS = 8;            // gx rows per thread
+constexpr int TILE_W = 32;         // a block's gx tile: TILE_W columns (a warp's lanes) ...
+constexpr int TILE_H = THREADS / TILE_W * ROWS;  // ... x TILE_H rows (8 warps x ROWS rows)
+constexpr int STAGED = 80 * 48;    // the most gy values a block stages in shared memory
 
 // First multiple-of-S index q with q*S >= t (t may be negative): the first gy row (column)
 // that a tap can reach from input row t.
@@ -123,19 +123,19 @@ __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, 
                                          int dh, int dw, int OH, int OW, T* gx)
 {
     __shared__ T staged[STAGED];
-    const int tiles_w = (W + TILE - 1) / TILE, tiles_h = (H + TILE - 1) / TILE;
+    const int tiles_w = (W + TILE_W - 1) / TILE_W, tiles_h = (H + TILE_H - 1) / TILE_H;
     const int plane = blockIdx.x / (tiles_w * tiles_h);
     const int tile = blockIdx.x % (tiles_w * tiles_h);
-    const int ih_t = tile / tiles_w * TILE, iw_t = tile % tiles_w * TILE;
+    const int ih_t = tile / tiles_w * TILE_H, iw_t = tile % tiles_w * TILE_W;
     const int c = plane % C;
     const T* g = gy + plane * OH * OW;
     const T* wc = w + c * KH * KW;
 
     // The gy window [oh0, oh1) x [ow0, ow1) that the tile's taps reach.
     const int oh0 = first_on_grid<SH>(ih_t + ph - (KH - 1) * dh, sh);
-    const int oh1 = min(OH, (ih_t + TILE - 1 + ph) / (SH > 0 ? SH : sh) + 1);
+    const int oh1 = min(OH, (ih_t + TILE_H - 1 + ph) / (SH > 0 ? SH : sh) + 1);
     const int ow0 = first_on_grid<SW>(iw_t + pw - (KW - 1) * dw, sw);
-    const int ow1 = min(OW, (iw_t + TILE - 1 + pw) / (SW > 0 ? SW : sw) + 1);
+    const int ow1 = min(OW, (iw_t + TILE_W - 1 + pw) / (SW > 0 ? SW : sw) + 1);
     const int rows = max(oh1 - oh0, 0), cols = max(ow1 - ow0, 0);
     // A window too large for shared memory (a large kernel or dilation) is read in place.
     const bool fits = rows * cols <= STAGED;
@@ -148,8 +148,8 @@ __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, 
     }
     __syncthreads();
 
-    const int iw = iw_t + threadIdx.x % TILE;
-    const int ih0 = ih_t + threadIdx.x / TILE * ROWS;
+    const int iw = iw_t + threadIdx.x % TILE_W;
+    const int ih0 = ih_t + threadIdx.x / TILE_W * ROWS;
     T s[ROWS] = {};
     for (int kh = 0; kh < KH; ++kh) {
         int oh[ROWS];  // the window row each of our rows reads through tap row kh, or -1

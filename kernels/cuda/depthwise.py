@@ -12,7 +12,7 @@ __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_
 
 # Backward-input is compiled per stride: (1, 1) and (2, 2), Fast-SCNN's, and (0, 0) for any other.
 STRIDES = ((1, 1), (2, 2), (0, 0))
-TILE = 32  # the side of a block's square tile of gx: TILE in depthwise.cu
+TILE_H, TILE_W = 64, 32  # a block's tile of gx: TILE_H and TILE_W in depthwise.cu
 CUDA = CudaFile("depthwise.cu", ("depthwise_forward", "depthwise_backward_input",
                                  "depthwise_weight_partials", "sum_chunks"),
                 variants={"depthwise_backward_input": STRIDES})
@@ -28,7 +28,7 @@ def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
     """``gx`` = dL/dx from ``gy`` = dL/dy: the gather that reverses the forward."""
     N, C, H, W = gx.shape
     specialized = tuple(map(int, stride)) if tuple(stride) in STRIDES else (0, 0)
-    CUDA.launch("depthwise_backward_input", (gy.dtype, *specialized), N * C * -(-H // TILE) * -(-W // TILE) * THREADS,
+    CUDA.launch("depthwise_backward_input", (gy.dtype, *specialized), N * C * -(-H // TILE_H) * -(-W // TILE_W) * THREADS,
                 (gy, w, *ints(*gx.shape, *w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:]), gx))
 
 
