@@ -150,6 +150,7 @@ __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, 
 
     const int iw = iw_t + threadIdx.x % TILE_W;
     const int ih0 = ih_t + threadIdx.x / TILE_W * ROWS;
+    if (iw >= W || ih0 >= H) return;  // past the plane's edge: this thread only helped to stage
     T s[ROWS] = {};
     for (int kh = 0; kh < KH; ++kh) {
         int oh[ROWS];  // the window row each of our rows reads through tap row kh, or -1
@@ -167,7 +168,6 @@ __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, 
                 if (oh[r] >= 0) s[r] += wv * src[oh[r] * pitch + ow - ow0];
         }
     }
-    if (iw >= W) return;
 #pragma unroll
     for (int r = 0; r < ROWS; ++r)
         if (ih0 + r < H) gx[(plane * H + ih0 + r) * W + iw] = s[r];
