@@ -66,9 +66,9 @@
 //
 // Backward-input, step by step. Fast-SCNN's 14 depthwise layers in a training step at
 // 12 x 1024 x 1024 on an H100, estimated (uncalibrated) from memory traces of each layer at
-// its real plane size (kernels/cuda/emulator/roofline.py's model; the instruction counts
-// are formulas of each version's source). All versions move the same 2.4 GB of unique
-// bytes: a DRAM roof of 0.84 ms.
+// its real plane size by tools/depthwise_steps.py (kernels/cuda/emulator/roofline.py's
+// model; the instruction counts are formulas of each version's source, in that tool). All
+// versions move the same 2.4 GB of unique bytes: a DRAM roof of 0.84 ms.
 //
 //     version                                          sectors  sectors/request  est. ms
 //     0  a thread per gx element; per tap, % and /
