@@ -112,9 +112,9 @@ def test_conv_large_enough_for_several_reduction_chunks(op, dtype):
                                       ((3, 3), (3, 3), (1, 1), (1, 1))],
                          ids=["stride2", "window-too-large-to-stage", "stride3"])
 def test_depthwise_across_tiles(geometry):
-    # 70x90 spans 3x3 of backward-input's 32x32 tiles. Dilation 16 makes a tile's gy window
-    # (32 + 2*16 rows and columns) too large for shared memory, so the kernel reads it in
-    # place; stride 3 has no specialized build and reads the stride at run time.
+    # 70x90 spans 2x3 of backward-input's 64x32 tiles. Dilation 16 makes a tile's gy window
+    # (up to 64 + 32 rows by 32 + 32 columns) too large for shared memory, so the kernel reads
+    # it in place; stride 3 has no specialized build and reads the stride at run time.
     check_conv("depthwise", (2, 2, 70, 90), geometry, np.float64)
 
 

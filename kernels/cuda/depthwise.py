@@ -3,7 +3,8 @@
 Forward: one thread per output value. Backward-input: a block per 64 x 32 tile of ``gx``,
 8 rows per thread, compiled per stride (the steps that made it so are told in
 ``depthwise.cu``). Backward-weight: a deterministic two-step reduction, a block per (weight,
-chunk) writing a float64 partial sum, then one thread per weight adding its chunks in order. The CPU twins: ``kernels/cpu/depthwise.py``.
+chunk) writing a float64 partial sum, then one thread per weight adding its chunks in order.
+The CPU twins: ``kernels/cpu/depthwise.py``.
 """
 import numpy as np
 
