@@ -1,6 +1,7 @@
 """How fast is our Fast-SCNN? Inference latency, training step time, memory; PyTorch alongside.
 
     python -m fastscnn.benchmark [--device cpu|cuda] [--compare-torch] [--profile] [--json]
+    python -m fastscnn.benchmark --device cuda --estimate H100 [--json]
 
 What it runs (float32, random inputs, the model freshly initialised with seed 0):
 
@@ -24,6 +25,8 @@ What it runs (float32, random inputs, the model freshly initialised with seed 0)
   backward is wrapped with a timer (synchronised on the GPU), the optimizer separately;
   what no timer saw (graph walk, gradient accumulation, Python) is the last row. With torch
   installed, torch's time for the same step is shown beside it.
+- ``--estimate GPU``: no timing at all; the GPU time of the same two workloads on a named
+  GPU, estimated (uncalibrated) from memory traces on the emulated GPU (:mod:`fastscnn.estimate`).
 
 The ops are in :mod:`minitorch_seg.benchmark`, which times them one by one at these shapes.
 """
@@ -406,6 +409,8 @@ def _parser():
     p.add_argument("--compare-torch", action="store_true", help="time the same network in PyTorch too")
     p.add_argument("--profile", action="store_true", help="split one training step by op family")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--estimate", metavar="GPU", help="estimate (uncalibrated) the GPU time of the training step "
+                   "and inference on GPU (H100) from memory traces on the emulated GPU, instead of timing")
     return p
 
 
@@ -474,9 +479,24 @@ def run_training(bench, model, twin, batch, size, with_profile):
     return section, prof
 
 
+def run_estimate(args):
+    """``--estimate``: trace both workloads on the emulated GPU and print the estimate."""
+    from fastscnn import estimate
+    if args.device != "cuda":
+        raise SystemExit("--estimate: traces come from the CUDA kernels; add --device cuda")
+    mts.cuda.emulate()  # traces exist only on the emulated GPU, also on a machine with a real one
+    _progress(f"estimate for {args.estimate}: tracing training steps at "
+              f"{' and '.join('x'.join(map(str, r)) for r in estimate.TRAIN_RUNS)} on the emulated GPU")
+    result = estimate.estimate(args.estimate)
+    print(json.dumps(result, indent=1) if args.json else estimate.report(result))
+    return 0
+
+
 def main(argv=None):
     """Run the benchmark and print the report (or JSON); returns the exit status (1: outputs disagree)."""
     args = _parser().parse_args(argv)
+    if args.estimate is not None:
+        return run_estimate(args)
     device = args.device or mts.cuda.default_device()
     notes = []
     defaulted = [key for key in DEFAULTS[device] if getattr(args, key) is None]

@@ -273,10 +273,13 @@ class Counters:
     launches for array arithmetic, reductions, copies and fills); ``syncs``: device-to-host
     reads, each of which makes the host wait for the GPU; ``peak_bytes``: the most bytes of
     device arrays alive at once, counting ``start_bytes``, those alive when the block began.
+    ``trace``: with ``counters(trace=True)`` on the emulated device, every launch traced
+    (``kernels.cuda.emulator.trace``: requests, sectors, unique bytes, bank conflicts), else None.
     """
 
     def __init__(self):
         self.our_launches = self.library_launches = self.syncs = self.peak_bytes = self.start_bytes = 0
+        self.trace = None
 
     @property
     def launches(self):
@@ -294,11 +297,25 @@ class counters:
     On the emulated device every number is exact. On a real GPU ``our_launches`` and
     ``peak_bytes`` (from CuPy's memory pool) are; CuPy's own launches and device-to-host
     reads cannot be seen from Python there, so ``library_launches`` and ``syncs`` are None.
+
+    ``trace=True`` (emulated device only) also traces every launch into ``c.trace``: slower,
+    it runs each kernel through an instrumented build (``MTS_CUDA_TRACE=1`` does it everywhere).
     """
+
+    def __init__(self, trace=False):
+        self.trace = trace
 
     def __enter__(self):
         self.result = Counters()
         self._ours = device.Stats.our_launches
+        self._recording = None
+        if self.trace:
+            if not device.is_emulated():
+                raise ValueError("counters(trace=True): memory traces exist on the emulated GPU only "
+                                 "(MTS_CUDA=emulate)")
+            from kernels.cuda.emulator.trace import recording
+            self._recording = recording()
+            self.result.trace = self._recording.__enter__()
         if device.is_emulated():
             from kernels.cuda.emulator.xp import Stats as emulated
             self._stats = emulated
@@ -312,6 +329,8 @@ class counters:
 
     def __exit__(self, *exc):
         r = self.result
+        if self._recording is not None:
+            self._recording.__exit__(*exc)
         r.our_launches = device.Stats.our_launches - self._ours
         if device.is_emulated():
             self._stats.watchers.remove(r)

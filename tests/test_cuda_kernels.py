@@ -108,6 +108,16 @@ def test_conv_large_enough_for_several_reduction_chunks(op, dtype):
     check_conv(op, (2, 4, 70, 90), ((3, 3), (1, 1), (1, 1), (1, 1)), dtype)
 
 
+@pytest.mark.parametrize("geometry", [((3, 3), (2, 2), (1, 1), (1, 1)), ((3, 3), (1, 1), (16, 16), (16, 16)),
+                                      ((3, 3), (3, 3), (1, 1), (1, 1))],
+                         ids=["stride2", "window-too-large-to-stage", "stride3"])
+def test_depthwise_across_tiles(geometry):
+    # 70x90 spans 2x3 of backward-input's 64x32 tiles. Dilation 16 makes a tile's gy window
+    # (up to 64 + 32 rows by 32 + 32 columns) too large for shared memory, so the kernel reads
+    # it in place; stride 3 has no specialized build and reads the stride at run time.
+    check_conv("depthwise", (2, 2, 70, 90), geometry, np.float64)
+
+
 # ----------------------------------------------------------------------------- batch norm
 
 @pytest.mark.parametrize("dtype", DTYPES)

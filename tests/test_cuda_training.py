@@ -6,6 +6,7 @@ parameters. Dropout is on: both devices draw its masks from the same counter-bas
 Batch 2, because training batch norm needs more than one value per channel and the pyramid
 pooling's 1x1 bin has one value per image.
 """
+import gc
 import json
 import os
 import subprocess
@@ -119,6 +120,7 @@ def test_resume_on_cuda_is_bit_exact(tmp_path, monkeypatch):
 def test_a_step_reads_nothing_launches_the_same_at_any_batch_and_leaves_only_its_state():
     from kernels.cuda.emulator.xp import Stats
     from kernels.cuda.loss import _flag  # the loss kernels' error flag lives as long as the process
+    gc.collect()  # other tests' garbage, freed in the middle of this test, would count against it
     before, flag_before = Stats.live_bytes, list(_flag)  # other tests' arrays may be alive
     mts.manual_seed(0)
     model = FastSCNN(19, aux=True).to("cuda")

@@ -29,11 +29,15 @@ Pseudo-loop (forward)::
             for kw, ow:  y[n, c, oh, ow] += w[c, 0, kh, kw] * x[n, c, ih, ow*sw - pw + kw*dw]
 
 Backward-input is the gather that reverses it: input row ``ih`` receives from output row
-``oh = (ih + ph - kh*dh) / sh`` when that is an integer in [0, OH)::
+``oh = (ih + ph - kh*dh) / sh`` when that is an integer in [0, OH) (``on_grid``)::
 
     for n, c in prange(N * C):
-        for ih, kh:  oh = (ih + ph - kh*dh) / sh       # skip unless an integer in [0, OH)
+        for ih, kh:  oh = on_grid(ih + ph - kh*dh, sh, OH)   # skip if -1
             for kw, ow:  gx[n, c, ih, ow*sw - pw + kw*dw] += w[c, 0, kh, kw] * gy[n, c, oh, ow]
+
+The GPU kernel adds the same taps in the same (kh, kw) order, but a thread owns 8 rows of one
+column and a block stages its window of ``gy`` in shared memory; here an iteration owns a
+whole plane, which the caches hold, and the loop over a row's columns is what vectorizes.
 
 Optimizations:
 
@@ -82,6 +86,16 @@ def depthwise_forward(x, w, stride, padding, dilation, y):
                         dst[uintp(ow)] += wv * src[uintp(ow * sw + shift)]
 
 
+@njit(cache=True)
+def on_grid(t, stride, n):
+    """``t / stride`` if ``t`` is a multiple of ``stride`` in [0, stride*n), else -1: the output
+    row that reached input row ``ih`` through a tap, ``t = ih + ph - kh*dh`` (as in depthwise.cu)."""
+    if t < 0 or t % stride != 0:
+        return -1
+    q = t // stride
+    return q if q < n else -1
+
+
 @njit(parallel=True, cache=True)
 def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
     """gx[n, c, ih] gathers w * gy from every output row that read input row ih."""
@@ -96,11 +110,8 @@ def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
             dst = gx[n, c, ih]
             dst[:] = 0
             for kh in range(KH):
-                t = ih + ph - kh * dh
-                if t % sh != 0:
-                    continue
-                oh = t // sh
-                if oh < 0 or oh >= OH:
+                oh = on_grid(ih + ph - kh * dh, sh, OH)
+                if oh < 0:
                     continue
                 src = gy[n, c, oh]
                 for kw in range(KW):

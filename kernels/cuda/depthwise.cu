@@ -13,12 +13,14 @@
 // OH = (H + 2*ph - dh*(KH-1) - 1) / sh + 1 (and OW alike).
 //
 // Each output needs only KH*KW multiply-adds: far too little work for a matrix product, so
-// these are direct kernels, one thread per output value.
+// these are direct kernels.
 //
 // Thread-to-index mapping (256 threads per block):
 //
 //     forward:          thread i -> y element i,  decoded (n, c, oh, ow), ow fastest
-//     backward-input:   thread i -> gx element i, decoded (n, c, ih, iw), iw fastest
+//     backward-input:   block b -> a 64 x 32 tile of gx plane n*C + c; inside it, thread t
+//                       -> column t % 32 and the 8 rows (t / 32)*8 .. (t / 32)*8 + 7, so a
+//                       warp's 32 lanes hold 32 neighbouring columns of the same 8 rows
 //     backward-weight:  block (r, k) -> chunk k of the sum for weight r = (c, kh, kw);
 //                       inside the chunk, thread t takes elements t, t+256, ... of the
 //                       N*OH*OW products, e decoded (n, oh, ow)  (see reduce.cuh)
@@ -33,14 +35,18 @@
 //         y[n, c, oh, ow] = s
 //
 // Backward-input is the gather that reverses it: input row ih receives from output row
-// oh = (ih + ph - kh*dh) / sh when that is an integer in [0, OH):
+// oh = (ih + ph - kh*dh) / sh when that is an integer in [0, OH). A tile of gx reads only a
+// window of gy (its rows and columns, moved back by the taps, plus a halo), so a block
+// copies that window to shared memory once and every tap reads it from there:
 //
-//     for n, c, ih, iw in parallel:
-//         s = 0
-//         for kh:  oh = (ih + ph - kh*dh) / sh      (skip unless an integer in [0, OH))
-//             for kw:  ow = (iw + pw - kw*dw) / sw  (same test)
-//                 s += w[c, 0, kh, kw] * gy[n, c, oh, ow]
-//         gx[n, c, ih, iw] = s
+//     for n, c, tile in parallel:                                (a block each)
+//         window = gy[n, c, oh0:oh1, ow0:ow1]                    (into shared memory)
+//         for iw, ih0 of the tile in parallel:                   (a thread each: 8 rows)
+//             s[0..7] = 0
+//             for kh:  oh[r] = (ih0 + r + ph - kh*dh) / sh       (-1 unless an integer in [0, OH))
+//                 for kw:  ow = (iw + pw - kw*dw) / sw           (skip unless an integer in [0, OW))
+//                     for r:  s[r] += w[c, 0, kh, kw] * window[oh[r] - oh0, ow - ow0]
+//             gx[n, c, ih0 + r, iw] = s[r]                       (for r = 0..7)
 //
 // Backward-weight sums N*OH*OW products for each of the C*KH*KW weights:
 //
@@ -49,14 +55,38 @@
 //     for r in parallel:  gw[r] = sum_k partial[r, k]  (sum_chunks, one thread per weight)
 //
 // Optimizations:
-//   - Gathers, not scatters, for gx: each thread writes one element once, no atomics.
+//   - Gathers, not scatters, for gx: each thread writes its outputs once, no atomics; the
+//     taps are added in the same (kh, kw) order as on the CPU.
 //   - The weight gradient is split into (weight, chunk) blocks, so even C*KH*KW = 288
 //     weights give thousands of blocks to fill the GPU; the partial sums are added in a
 //     fixed order, so gw is identical from run to run (no atomicAdd).
 //   - Accumulation in a register (T for the KH*KW-term sums, double for the long weight
 //     sums, see reduce.cuh); each output is written exactly once.
-//   - Not done: staging a tile of x in shared memory so neighbouring outputs share their
-//     overlapping inputs (the L1 cache already catches most of that reuse).
+//   - Not done in forward: staging a tile of x in shared memory, as backward-input does.
+//
+// Backward-input, step by step. Fast-SCNN's 14 depthwise layers in a training step at
+// 12 x 1024 x 1024 on an H100, estimated (uncalibrated) from memory traces of each layer at
+// its real plane size by tools/depthwise_steps.py (kernels/cuda/emulator/roofline.py's
+// model; the instruction counts are formulas of each version's source, in that tool). All
+// versions move the same 2.4 GB of unique bytes: a DRAM roof of 0.84 ms.
+//
+//     version                                          sectors  sectors/request  est. ms
+//     0  a thread per gx element; per tap, % and /
+//        by the run-time stride (about 20 instructions
+//        each): bound by instructions                    376 M        2.7          6.4
+//     1  the stride a template argument (a mask and a
+//        shift); 4 rows per thread share each weight
+//        load and the index decoding: bound by L1/L2     330 M        3.4          2.3
+//     2  each block stages its gy window in shared
+//        memory, so global memory sees each gy value
+//        about once instead of once per tap               113 M        2.4          1.5
+//     3  8 rows per thread (64 x 32 tiles); threads
+//        past the plane's edge stop after staging         100 M        2.8          1.2
+//
+// Sectors per request fall in 2 and 3 although sectors fall more: most requests left are
+// the weight loads, one 32-byte sector each (a warp reads one weight).
+// Not done: at stride 2 half of a warp's lanes skip each tap (their column is odd), and
+// consecutive rows could share gy values in registers instead of re-reading shared memory.
 
 #include "reduce.cuh"
 
@@ -87,33 +117,91 @@ __global__ void depthwise_forward(const T* x, const T* w, int N, int C, int H, i
     y[i] = s;
 }
 
-// gx[n, c, ih, iw] gathers w * gy from every output that read input (ih, iw).
-template <typename T>
+// t / S if t is a multiple of S in [0, S*n), else -1: which output row (or column) a tap
+// reached by moving t = ih + ph - kh*dh back from the input came from. S is the stride as a
+// template argument, so "% S" and "/ S" compile to a mask and a shift (nothing for S = 1);
+// S = 0 stands for a stride above 2, read at run time from s.
+template <int S>
+__device__ int on_grid(int t, int s, int n)
+{
+    const unsigned stride = S > 0 ? S : s;
+    if (t < 0 || (unsigned)t % stride != 0) return -1;
+    const int q = (unsigned)t / stride;
+    return q < n ? q : -1;
+}
+
+// Backward-input's tiles (kernels/cuda/depthwise.py has the same TILE_H and TILE_W).
+constexpr int ROWS = 8;            // gx rows per thread
+constexpr int TILE_W = 32;         // a block's gx tile: TILE_W columns (a warp's lanes) ...
+constexpr int TILE_H = THREADS / TILE_W * ROWS;  // ... x TILE_H rows (8 warps x ROWS rows)
+// The most gy values a block stages: a 64 x 32 tile's window at dilation 4 and below
+// (72 x 40 at stride 1); 15 KB of float, 30 KB of double.
+constexpr int STAGED = 80 * 48;
+
+// First multiple-of-S index q with q*S >= t (t may be negative): the first gy row (column)
+// that a tap can reach from input row t.
+template <int S>
+__device__ int first_on_grid(int t, int s)
+{
+    const int stride = S > 0 ? S : s;
+    return t <= 0 ? 0 : (t + stride - 1) / stride;
+}
+
+// gx of a TILE_H x TILE_W tile: stage the gy window, then gather w * gy for ROWS rows per thread.
+template <typename T, int SH, int SW>
 __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, int H, int W,
                                          int KH, int KW, int sh, int sw, int ph, int pw,
                                          int dh, int dw, int OH, int OW, T* gx)
 {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N * C * H * W) return;
-    const int iw = i % W;
-    const int ih = i / W % H;
-    const int plane = i / (W * H);
+    __shared__ T staged[STAGED];
+    const int tiles_w = (W + TILE_W - 1) / TILE_W, tiles_h = (H + TILE_H - 1) / TILE_H;
+    const int plane = blockIdx.x / (tiles_w * tiles_h);
+    const int tile = blockIdx.x % (tiles_w * tiles_h);
+    const int ih_t = tile / tiles_w * TILE_H, iw_t = tile % tiles_w * TILE_W;
     const int c = plane % C;
     const T* g = gy + plane * OH * OW;
     const T* wc = w + c * KH * KW;
-    T s = 0;
+
+    // The gy window [oh0, oh1) x [ow0, ow1) that the tile's taps reach.
+    const int oh0 = first_on_grid<SH>(ih_t + ph - (KH - 1) * dh, sh);
+    const int oh1 = min(OH, (ih_t + TILE_H - 1 + ph) / (SH > 0 ? SH : sh) + 1);
+    const int ow0 = first_on_grid<SW>(iw_t + pw - (KW - 1) * dw, sw);
+    const int ow1 = min(OW, (iw_t + TILE_W - 1 + pw) / (SW > 0 ? SW : sw) + 1);
+    const int rows = max(oh1 - oh0, 0), cols = max(ow1 - ow0, 0);
+    // A window too large for shared memory (a large kernel or dilation) is read in place.
+    const bool fits = rows * cols <= STAGED;
+    const T* src = fits ? staged : g + oh0 * OW + ow0;
+    const int pitch = fits ? cols : OW;
+    if (fits) {
+        const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+        for (int r = warp; r < rows; r += THREADS / 32)
+            for (int q = lane; q < cols; q += 32) staged[r * cols + q] = g[(oh0 + r) * OW + ow0 + q];
+    }
+    __syncthreads();
+
+    const int iw = iw_t + threadIdx.x % TILE_W;
+    const int ih0 = ih_t + threadIdx.x / TILE_W * ROWS;
+    if (iw >= W || ih0 >= H) return;  // past the plane's edge: this thread only helped to stage
+    T s[ROWS] = {};
     for (int kh = 0; kh < KH; ++kh) {
-        const int th = ih + ph - kh * dh;  // = oh*sh if output row oh read this pixel
-        if (th < 0 || th % sh != 0 || th / sh >= OH) continue;
-        const int oh = th / sh;
+        int oh[ROWS];  // the window row each of our rows reads through tap row kh, or -1
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            oh[r] = on_grid<SH>(ih0 + r + ph - kh * dh, sh, OH);
+            if (oh[r] >= 0) oh[r] -= oh0;
+        }
         for (int kw = 0; kw < KW; ++kw) {
-            const int tw = iw + pw - kw * dw;
-            if (tw < 0 || tw % sw != 0 || tw / sw >= OW) continue;
-            const int ow = tw / sw;
-            s += wc[kh * KW + kw] * g[oh * OW + ow];
+            const int ow = on_grid<SW>(iw + pw - kw * dw, sw, OW);
+            if (ow < 0) continue;
+            const T wv = wc[kh * KW + kw];  // one load for ROWS outputs
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r)
+                if (oh[r] >= 0) s[r] += wv * src[oh[r] * pitch + ow - ow0];
         }
     }
-    gx[i] = s;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r)
+        if (ih0 + r < H) gx[(plane * H + ih0 + r) * W + iw] = s[r];
 }
 
 // Block (r, k): partial[r, k] = this chunk's share of gw[r], r = (c*KH + kh)*KW + kw.

@@ -1,17 +1,24 @@
 """Depthwise 2-D convolution (groups == C) on the GPU: the launches of ``depthwise.cu``.
 
-Forward and backward-input: one thread per output value. Backward-weight: a deterministic
-two-step reduction, a block per (weight, chunk) writing a float64 partial sum, then one
-thread per weight adding its chunks in order. The CPU twins: ``kernels/cpu/depthwise.py``.
+Forward: one thread per output value. Backward-input: a block per 64 x 32 tile of ``gx``,
+8 rows per thread, compiled per stride (the steps that made it so are told in
+``depthwise.cu``). Backward-weight: a deterministic two-step reduction, a block per (weight,
+chunk) writing a float64 partial sum, then one thread per weight adding its chunks in order.
+The CPU twins: ``kernels/cpu/depthwise.py``.
 """
 import numpy as np
 
-from .launch import CudaFile, chunks_for, empty, ints
+from .launch import THREADS, CudaFile, chunks_for, empty, ints
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
 
+# Backward-input is compiled per stride: Fast-SCNN's (1, 1) and (2, 2), and (0, 0) for any
+# other stride, which the kernel then reads at run time.
+STRIDES = ((1, 1), (2, 2), (0, 0))
+TILE_H, TILE_W = 64, 32  # a block's tile of gx: TILE_H and TILE_W in depthwise.cu
 CUDA = CudaFile("depthwise.cu", ("depthwise_forward", "depthwise_backward_input",
-                                 "depthwise_weight_partials", "sum_chunks"))
+                                 "depthwise_weight_partials", "sum_chunks"),
+                variants={"depthwise_backward_input": STRIDES})
 
 
 def depthwise_forward(x, w, stride, padding, dilation, y):
@@ -21,8 +28,11 @@ def depthwise_forward(x, w, stride, padding, dilation, y):
 
 
 def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
-    """``gx`` = dL/dx from ``gy`` = dL/dy: the gather that reverses the forward."""
-    CUDA.launch("depthwise_backward_input", gy.dtype, gx.size,
+    """``gx`` = dL/dx from ``gy`` = dL/dy: the gather that reverses the forward, a block per tile."""
+    N, C, H, W = gx.shape
+    specialized = tuple(map(int, stride)) if tuple(stride) in STRIDES else (0, 0)
+    blocks = N * C * -(-H // TILE_H) * -(-W // TILE_W)
+    CUDA.launch("depthwise_backward_input", (gy.dtype, *specialized), blocks * THREADS,
                 (gy, w, *ints(*gx.shape, *w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:]), gx))
 
 

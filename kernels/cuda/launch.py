@@ -62,20 +62,26 @@ def _source(filename):
     return f'#line 1 "{filename}"\n' + _LOCAL_INCLUDE.sub(paste, code)
 
 
-def _template(dtypes):
-    """Template arguments for NumPy dtypes: (float32, uint8) -> "float, unsigned char"."""
-    dtypes = dtypes if isinstance(dtypes, tuple) else (dtypes,)
-    return ", ".join(_CTYPES[np.dtype(d)] for d in dtypes)
+def _template(args):
+    """Template arguments: NumPy dtypes as C types, ints as written: (float32, 2) -> "float, 2"."""
+    args = args if isinstance(args, tuple) else (args,)
+    return ", ".join(str(a) if isinstance(a, int) else _CTYPES[np.dtype(a)] for a in args)
 
 
 class CudaFile:
     """The kernels ``kernels`` of the ``.cu`` file ``filename``, compiled on first use for every tuple
-    of template arguments in ``types`` (by default ``<float>`` and ``<double>``)."""
+    of template arguments in ``types`` (by default ``<float>`` and ``<double>``).
 
-    def __init__(self, filename, kernels, types=FLOATS):
+    ``variants`` maps a kernel specialized on integers (a stride) to the tuples of integer
+    template arguments it is compiled for, after each of ``types``: ``{"k": ((1,), (2,))}``
+    compiles ``k<float, 1>``, ``k<float, 2>``, ``k<double, 1>`` and ``k<double, 2>``.
+    """
+
+    def __init__(self, filename, kernels, types=FLOATS, variants=None):
         self.filename = filename
         self.kernels = tuple(kernels)
         self.types = tuple(types)
+        self.variants = dict(variants or {})
         self._raw = None
         self._functions = {}
 
@@ -83,7 +89,8 @@ class CudaFile:
 
     def name_expressions(self):
         """Every instantiation the file is compiled for, e.g. ``im2col<float>``, ``im2col<double>``."""
-        return [f"{k}<{_template(t)}>" for k in self.kernels for t in self.types]
+        return [f"{k}<{_template(t + v)}>" for k in self.kernels for t in self.types
+                for v in self.variants.get(k, ((),))]
 
     def _function(self, name, dtypes):
         key = f"{name}<{_template(dtypes)}>"

@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import xp
+from . import trace, xp
 
 HERE = Path(__file__).parent
 # -U_FORTIFY_SOURCE: the checked longjmp of fortified builds refuses to jump between stacks.
 FLAGS = ["-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing",
          "-fvisibility=hidden", "-U_FORTIFY_SOURCE"]
+# The traced build (trace.h): every load and store calls a hook, without TSan's runtime.
+TRACE_FLAGS = ["-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0", "-Wl,-z,defs"]
 MAX_BLOCK = 1024
 
 # C type of a kernel parameter -> the NumPy type of the value or of the array elements.
@@ -98,19 +100,26 @@ def _shared_arrays_poisoned(code):
     return "\n".join(one_line(line) for line in code.split("\n"))
 
 
-def _glue(code, name_expressions):
+def _glue(code, name_expressions, traced=False):
     table = ",\n".join(f'    mts::entry("{e}", &{e})' for e in name_expressions)
-    return (f'#include "device.h"\n#line 1 "kernel.cu"\n{_shared_arrays_poisoned(code)}\n#include "scheduler.h"\n{_EXPORTS}\n'
+    hooks = '#include "trace.h"\n' if traced else ""
+    return (f'#include "device.h"\n#line 1 "kernel.cu"\n{_shared_arrays_poisoned(code)}\n#include "scheduler.h"\n'
+            f'{hooks}{_EXPORTS}\n'
             f"extern const mts::Entry mts_entries[] = {{\n{table}\n}};\n"
             f"extern const int mts_entry_count = {len(name_expressions)};\n")
 
 
-def build(code, name_expressions):
-    """Compile ``code`` with its kernel table into a shared library (cached); return its path."""
+def build(code, name_expressions, traced=False):
+    """Compile ``code`` with its kernel table into a shared library (cached); return its path.
+
+    ``traced``: the build whose loads and stores report to ``trace.h`` (compiled with
+    ``-fsanitize=thread``, then linked without ThreadSanitizer's runtime: the hooks are ours).
+    """
     cxx = compiler()
-    glue = _glue(code, name_expressions)
-    key = hashlib.sha256("\0".join([cxx, *FLAGS, glue, (HERE / "device.h").read_text(),
-                                    (HERE / "scheduler.h").read_text()]).encode()).hexdigest()[:24]
+    glue = _glue(code, name_expressions, traced)
+    headers = ["device.h", "scheduler.h"] + (["trace.h", "trace.cpp"] if traced else [])
+    key = hashlib.sha256("\0".join([cxx, *FLAGS, *(TRACE_FLAGS if traced else []), glue,
+                                    *((HERE / h).read_text() for h in headers)]).encode()).hexdigest()[:24]
     folder = cache_dir()
     library = folder / f"{key}.so"
     if library.exists():
@@ -121,10 +130,22 @@ def build(code, name_expressions):
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".so")
     os.close(fd)
     # Run from kernels/cuda: the #line marks name the .cu files relative to it, so gdb finds them.
-    result = subprocess.run([cxx, *FLAGS, "-I", str(HERE), str(source), "-o", tmp],
-                            capture_output=True, text=True, cwd=HERE.parent)
+    if traced:  # the kernels instrumented, trace.cpp plain, linked as g++ would (no -ltsan)
+        steps = [[*TRACE_FLAGS[:2], "-c", str(source), "-o", tmp + ".k.o"],
+                 ["-c", str(HERE / "trace.cpp"), "-o", tmp + ".t.o"],
+                 [TRACE_FLAGS[2], tmp + ".k.o", tmp + ".t.o", "-o", tmp]]
+        for step in steps:
+            result = subprocess.run([cxx, *FLAGS, "-I", str(HERE), *step], capture_output=True, text=True,
+                                    cwd=HERE.parent)
+            if result.returncode != 0:
+                break
+        for o in (".k.o", ".t.o"):
+            Path(tmp + o).unlink(missing_ok=True)
+    else:
+        result = subprocess.run([cxx, *FLAGS, "-I", str(HERE), str(source), "-o", tmp],
+                                capture_output=True, text=True, cwd=HERE.parent)
     if result.returncode != 0:
-        os.remove(tmp)
+        Path(tmp).unlink(missing_ok=True)  # a failed link has removed it already
         raise KernelError(f"the emulated GPU could not compile the kernels ({source}):\n{result.stderr}")
     os.replace(tmp, library)  # atomic: another process never loads half a file
     return library
@@ -145,7 +166,13 @@ class RawModule:
     def __init__(self, code, options=(), name_expressions=()):
         self.code = code
         self.name_expressions = list(name_expressions)
-        self._library = None
+        self._library = self._traced = None
+
+    def traced_library(self):
+        """The traced build of this module (compiled on first use)."""
+        if self._traced is None:
+            self._traced = ctypes.CDLL(str(build(self.code, self.name_expressions, traced=True)))
+        return self._traced
 
     def get_function(self, name):
         """The kernel instantiation ``name`` (one of the name expressions) as a launchable Function."""
@@ -159,14 +186,14 @@ class RawModule:
         index = self.name_expressions.index(name)
         signature = self._library.mts_signature(index).decode().split(",")
         names = _parameter_names(self.code, name.split("<")[0])
-        return Function(self._library, index, name, [s for s in signature if s], names)
+        return Function(self._library, index, name, [s for s in signature if s], names, self)
 
 
 class Function:
     """One kernel of a :class:`RawModule`: call it as ``f(grid, block, args)``, as in CuPy."""
 
-    def __init__(self, library, index, name, param_types, param_names):
-        self.library, self.index, self.name = library, index, name
+    def __init__(self, library, index, name, param_types, param_names, module=None):
+        self.library, self.index, self.name, self.module = library, index, name, module
         self.param_types = param_types
         if param_names is None or len(param_names) != len(param_types):
             param_names = [f"#{i}" for i in range(len(param_types))]
@@ -181,14 +208,16 @@ class Function:
                               f"__shared__ array of fixed size")
         values, arrays = self._arguments(args, xp.ndarray)
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
-        if os.environ.get("MTS_CUDA_RACECHECK", "0") not in ("", "0"):
+        if trace.enabled():  # one forward run, traced (the race check is left to untraced runs)
+            trace.launch(self, grid, block, pointers, args)
+        elif os.environ.get("MTS_CUDA_RACECHECK", "0") not in ("", "0"):
             self._race_check(grid, block, pointers, arrays)
         else:
             self._launch(grid, block, pointers, reverse=False)
 
-    def _launch(self, grid, block, pointers, reverse):
+    def _launch(self, grid, block, pointers, reverse, library=None):
         error = ctypes.create_string_buffer(2048)
-        status = self.library.mts_launch(self.index, (ctypes.c_uint * 3)(*grid),
+        status = (library or self.library).mts_launch(self.index, (ctypes.c_uint * 3)(*grid),
                                          (ctypes.c_uint * 3)(*block), pointers, int(reverse),
                                          error, len(error))
         if status:

@@ -93,15 +93,27 @@ struct SharedArray { void* array; size_t bytes; long long block; };
 static std::vector<SharedArray> shared_arrays;
 static long long block_serial;
 
+// True while the emulator itself works on behalf of a kernel: the trace (trace.h) skips it.
+static bool in_emulator;
+// The shared arrays again as a plain array: the trace looks addresses up in it on every access,
+// and a std::vector's accessors are calls, instrumented in the traced build.
+struct SharedRange { uintptr_t begin, end; };
+static SharedRange shared_ranges[64];
+static int shared_range_count;
+
 void shared_array(void* array, size_t bytes)
 {
+    in_emulator = true;
     for (SharedArray& s : shared_arrays)
         if (s.array == array) {
             if (s.block != block_serial) memset(array, 0xFF, bytes), s.block = block_serial;
+            in_emulator = false;
             return;
         }
     shared_arrays.push_back({array, bytes, block_serial});
+    if (shared_range_count < 64) shared_ranges[shared_range_count++] = {(uintptr_t)array, (uintptr_t)array + bytes};
     memset(array, 0xFF, bytes);
+    in_emulator = false;
 }
 
 static void set_thread_index(int t)

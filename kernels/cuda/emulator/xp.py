@@ -26,6 +26,7 @@ import weakref
 
 import numpy as np
 
+from . import trace
 
 POISON = 0xFF
 
@@ -88,8 +89,11 @@ def _track(a):
         weakref.finalize(root, _release, key)
 
 
-def _launched():
+def _launched(name, inputs, outputs):
+    """Count one launch of CuPy's; traced, also the arrays it reads and writes (``trace.library``)."""
     Stats.library_launches += 1
+    if trace.enabled():
+        trace.library(name, inputs, outputs)
 
 
 def _read_back():
@@ -220,23 +224,25 @@ class ndarray:
     def __getitem__(self, key):
         result = self._a[_unwrap(key, allow_host=True)]
         if not isinstance(result, np.ndarray) or _root(result) is not _root(self._a):
-            _launched()  # advanced indexing gathers into new memory
+            _launched("take", [self._a], [result])  # advanced indexing gathers into new memory
         return _wrap(result)
 
     def __setitem__(self, key, value):
-        _launched()
-        self._a[_unwrap(key, allow_host=True)] = _unwrap(value)
+        key, value = _unwrap(key, allow_host=True), _unwrap(value)
+        _launched("setitem", [value] if isinstance(value, np.ndarray) else [], [self._a[key]])
+        self._a[key] = value
 
     def copy(self, order="C"):
         """A copy on the device."""
-        _launched()
-        return _wrap(self._a.copy(order))
+        result = self._a.copy(order)
+        _launched("copy", [self._a], [result])
+        return _wrap(result)
 
     def astype(self, dtype, order="K", casting="unsafe", copy=True):
         """The elements converted to ``dtype`` (no copy when ``copy=False`` and it matches)."""
         result = self._a.astype(dtype, order=order, casting=casting, copy=copy)
         if result is not self._a:
-            _launched()
+            _launched("astype", [self._a], [result])
         return _wrap(result)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -329,7 +335,9 @@ def _run(fn, args, kwargs, owner=None):
     views = all(isinstance(r, np.ndarray) and id(_root(r)) in roots for r in outputs)
     in_place = "out" in kwargs or any(r is a for r in outputs for a in inputs)
     if in_place or not views:
-        _launched()
+        read = list(_arrays((owner, args, {k: v for k, v in kwargs.items() if k != "out"})))
+        _launched(getattr(fn, "__name__", type(fn).__name__), read,
+                  [r for r in outputs if isinstance(r, np.ndarray)])
     return _wrap(result, [a for a in [owner, *args, *kwargs.values()] if isinstance(a, ndarray)])
 
 

@@ -1,0 +1,302 @@
+"""A roofline estimate of GPU time from memory traces: per launch, per kernel family, per step.
+
+Every time this module gives is a model, never a measurement: print it as "estimated
+(uncalibrated)" until a real GPU has timed the same kernels (``tools/gpu_check.sh``).
+
+The model, per launch (all terms in seconds)::
+
+    time = max(DRAM, L1/L2, instructions) / fill + launch
+
+    DRAM          unique bytes read + written (trace: the least that must cross HBM)
+                  / (HBM bandwidth x 85%)
+    L1/L2         the larger of: sector bytes / (L2 bandwidth x 85%), and the L1 pipe,
+                  (sectors / 4 + shared-memory wavefronts) / (SMs x clock): an SM's L1
+                  moves 128 bytes (4 sectors, or one shared wavefront) per clock
+    instructions  warp instructions / (SMs x 4 per clock x clock x 70%); the count comes from
+                  a cost formula per kernel (:data:`COSTS`), see below
+    fill          min(1, blocks / SMs): a grid of fewer blocks than SMs leaves SMs idle, and
+                  the busy ones get no more than their share of bandwidth and issue slots
+    launch        LAUNCH_S per kernel launch (the gap between back-to-back kernels)
+
+The derating (85% of bandwidth, 70% of issue rate) is the one the issue's hand analysis used.
+
+Why a cost formula per kernel, not SASS. The issue offers both: SASS from NVRTC's sm_90 cubin
+read by ``cuobjdump -sass``, or a documented formula. NVRTC compiles the cubin here, but
+``cuobjdump -sass`` needs ``nvdisasm``, which ships in a package outside the project's allowed
+dependencies (checked on this machine: "Could not find executable file 'nvdisasm'"), and CI
+would need it too. So each kernel's warp instructions are counted from its source with fixed
+costs: :data:`DIV` instructions for an integer division or modulo by a runtime value (sm_90 has
+no integer divider: NVCC emits a reciprocal-and-correct sequence of about 20 instructions),
+:data:`MEM` per global load or store with its address arithmetic, and 1 per other arithmetic
+or compare-and-branch. Loop trip counts come from the emulator: the trace's global requests
+per warp count how many times a warp ran the loop body's loads. The formulas are in
+:data:`COSTS`, one per kernel, each with the source line it prices.
+
+CuPy's own launches (``LibraryLaunch``): elementwise, reductions and copies move the bytes of
+their shapes; a copy of a non-contiguous array reads with the sectors of a strided gather.
+``matmul`` launches what CuPy really launches for our calls (``cupy/_core/_routines_linalg.pyx``):
+a contiguous copy of each operand that is not C-contiguous (``ascontiguousarray``), three
+pointer-array kernels (``_mat_ptrs``) when a 2-D operand is broadcast over a batch, then one
+cuBLAS GEMM at :data:`GEMM_EFFICIENCY` of the FP32 peak, or at HBM bandwidth if that binds.
+
+Extrapolation to a shape too large to emulate (:func:`extrapolate`): run the same work at two
+small shapes; the launches match one to one (the same network launches the same kernels in
+the same order); every additive quantity of a launch (bytes, sectors, requests, wavefronts,
+instructions, FLOPs, blocks) is fitted as ``a + b * P``, ``P`` = images x pixels, and read at
+the target's ``P``. Per-element kernels scale exactly with ``P`` (traced bytes scale with the
+elements, ``tests/test_trace.py`` checks it); parameter-sized work (SGD, weight gradients'
+finishing) stays constant, which the constant ``a`` carries.
+"""
+import dataclasses
+import math
+
+from .trace import SECTOR, KernelLaunch, LibraryLaunch
+
+DIV = 20        # SASS instructions of a 32-bit integer division or modulo by a runtime value
+MEM = 3         # a global load or store with its address arithmetic
+BANDWIDTH_DERATE = 0.85
+ISSUE_DERATE = 0.70
+GEMM_EFFICIENCY = 0.60  # cuBLAS FP32 (no TF32) GEMM at our shapes: a stated assumption
+LAUNCH_S = 2.5e-6       # per kernel launch, back to back on one stream: a stated assumption
+
+
+@dataclasses.dataclass(frozen=True)
+class GPU:
+    """A GPU's published limits, and where each number comes from."""
+
+    name: str
+    sms: int
+    clock_hz: float
+    hbm_bytes_per_s: float
+    l2_bytes: float
+    l2_bytes_per_s: float
+    fp32_flops: float
+    fp64_flops: float
+    warp_instructions_per_clock_per_sm: int
+    sources: tuple
+
+
+GPUS = {
+    "H100": GPU(
+        name="NVIDIA H100 SXM5 80GB", sms=132, clock_hz=1.98e9, hbm_bytes_per_s=3.35e12,
+        l2_bytes=50e6, l2_bytes_per_s=5.5e12, fp32_flops=67e12, fp64_flops=34e12,
+        warp_instructions_per_clock_per_sm=4,
+        sources=(
+            "132 SMs, 50 MB L2, 4 SM partitions each issuing one warp instruction per clock: "
+            "NVIDIA H100 Tensor Core GPU Architecture whitepaper (2022), Table 3 and the SM figure",
+            "1.98 GHz boost (SXM5), FP32 67 TFLOPS, FP64 34 TFLOPS (non-tensor), HBM3 3.35 TB/s: "
+            "NVIDIA H100 Tensor Core GPU datasheet (SXM column)",
+            "L2 bandwidth 5.5 TB/s: NOT published by NVIDIA; an assumption of the order measured by "
+            "microbenchmarks (Chips and Cheese, 'Nvidia's H100: Funny L2, and Tons of Bandwidth', 2023, "
+            "H100 PCIe); uncalibrated",
+        )),
+}
+
+
+@dataclasses.dataclass
+class Work:
+    """What one launch does, in additive quantities (so that it can be fitted and summed)."""
+
+    kind: str                 # a kernel name ("im2col") or CuPy's ("matmul", "copy", ...)
+    launches: float = 1
+    blocks: float = 0
+    dram_bytes: float = 0     # unique bytes: the DRAM term
+    sector_bytes: float = 0   # L1/L2 traffic
+    requests: float = 0       # global-memory requests
+    sectors: float = 0
+    shared_requests: float = 0
+    shared_wavefronts: float = 0
+    instructions: float = 0   # warp instructions
+    flops: float = 0          # GEMMs only: they are timed against the FP32 peak instead
+
+    NUMBERS = ("launches", "blocks", "dram_bytes", "sector_bytes", "requests", "sectors",
+               "shared_requests", "shared_wavefronts", "instructions", "flops")
+
+
+# ---------------------------------------------------------------------- instruction counts
+
+def _taps(r, loads_per_tap=2):
+    """Taps that load, per thread, of a kernel issuing ``r`` requests per warp (one is the store)."""
+    return max(r - 1, 0) / loads_per_tap
+
+
+def _gather_cost(s, r, decode_divisions, loads_per_tap):
+    """Gathers over (kh, kw) that test ``(ih + ph - kh*dh) % sh`` per row and per tap
+    (depthwise backward-input, col2im): a division per row, a division per tap of every row
+    that passes, plus the loads of the taps that read."""
+    rows = s["KH"] / max(s.get("sh", 1), 1)
+    return (decode_divisions * DIV + 12 + s["KH"] * (DIV + 7) + rows * s["KW"] * (DIV + 8)
+            + _taps(r, loads_per_tap) * (loads_per_tap * MEM + 1))
+
+
+def _reduction_cost(iteration, loads_per_iteration, block_sums):
+    """Block reductions (reduce.cuh): a loop over the chunk, then ``block_sums`` shared-memory trees
+    of 8 levels (about 8 instructions each: load, add, store, compare, barrier)."""
+    return lambda s, r: 10 + max(r - 1, 0) / loads_per_iteration * iteration + block_sums * 8 * 8
+
+
+# Warp instructions per thread of each kernel: f(scalars, global requests per warp). The
+# requests per warp stand in for loop trip counts: a warp issues one request per load that
+# any of its lanes executes, so a loop with one load issues one request per iteration.
+COSTS = {
+    # 6 div/mod decoding (n, c, kh, kw, oh, ow), bounds test, one load, one store
+    "im2col": lambda s, r: 6 * DIV + 16 + 2 * MEM,
+    # 3 div/mod decoding, then the gather over taps: a division per row and per tap
+    "col2im": lambda s, r: _gather_cost(s, r, 3, 1),
+    # 4 div/mod decoding, 5 per row and per tap for the bounds, 2 loads + FMA per tap inside
+    "depthwise_forward": lambda s, r: 4 * DIV + 12 + 5 * s["KH"] + 5 * s["KH"] * s["KW"]
+                                      + _taps(r) * (2 * MEM + 1),
+    "depthwise_backward_input": lambda s, r: _gather_cost(s, r, 4, 2),
+    # per element of the chunk: 3 div/mod decoding (n, oh, ow), bounds, 2 loads, FP64 FMA
+    "depthwise_weight_partials": _reduction_cost(3 * DIV + 30, 2, 1),
+    "sum_chunks": lambda s, r: 10 + 5 * s["chunks"],
+    # per element: channel_at (a div/mod), a load, FP64 subtract, add, FMA
+    "stat_partials": _reduction_cost(DIV + 13, 1, 2),
+    # per element: channel_at, the ReLU gate (y and gy), x: 2 or 3 loads
+    "grad_partials": lambda s, r: _reduction_cost(DIV + 21, 3 if s["relu"] else 2, 2)(s, r),
+    "finish_forward_train": lambda s, r: 60 + 10 * s["chunks"],
+    "finish_backward_train": lambda s, r: 40 + 10 * s["chunks"],
+    "finish_backward_eval": lambda s, r: 40 + 10 * s["chunks"],
+    "eval_coefficients": lambda s, r: 30,
+    # i / HW % C (2 divisions), gated load(s), scale and shift loads, FMA, ReLU, store
+    "affine": lambda s, r: 2 * DIV + 8 + (5 if s["gate"] else 4) * MEM,
+    "backward_train_input": lambda s, r: 2 * DIV + 8 + (8 if s["relu"] else 7) * MEM,
+    # 3 div/mod decoding, two source_index (about 12 each), 4 loads, 6 FMA, a store
+    "bilinear_forward": lambda s, r: 3 * DIV + 32 + 5 * MEM,
+    # 3 div/mod decoding, 4 binary searches of log2(out) steps of about 16 instructions
+    # (a source_index each), then per output read: a source_index, weight_of, load, FMA
+    "bilinear_backward": lambda s, r: (3 * DIV + 10 + 16 * 2 * (math.log2(max(s["OH"], 2)) + math.log2(max(s["OW"], 2)))
+                                       + max(r - 1, 0) * (20 + MEM)),
+    # per pixel: 2 div/mod, 3 passes over the C classes (max, sum of exp, write prob)
+    "cross_entropy_forward": lambda s, r: 2 * DIV + 20 + s["C"] * (4 * MEM + 20),
+    # 3 div/mod decoding, target load, coefficient, prob load, store
+    "cross_entropy_backward": lambda s, r: 3 * DIV + 20 + 4 * MEM,
+    "avg_pool2d_forward": lambda s, r: 3 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
+    "avg_pool2d_backward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
+    "adaptive_avg_pool2d_forward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
+    "adaptive_avg_pool2d_backward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (2 * DIV + MEM + 8),
+    # splitmix64 on 64-bit integers (about 30), a load, a store
+    "dropout": lambda s, r: 40 + 2 * MEM,
+    # a binary search over the K parameters (log2 K steps of ~8), 4-5 loads and stores
+    "sgd_step": lambda s, r: 20 + 8 * math.log2(max(s["K"], 2)) + 6 * MEM,
+}
+
+
+def _default_cost(s, r):
+    """A kernel without a formula (the tests' planted ones): a prologue and its accesses."""
+    return 20 + r * MEM
+
+
+def instructions_per_thread(launch):
+    """Warp instructions each thread of ``launch`` (a :class:`KernelLaunch`) issues, by its formula."""
+    warps = launch.blocks * math.ceil(launch.threads / launch.blocks / 32)
+    per_warp_requests = launch.requests / warps if warps else 0.0
+    cost = COSTS.get(launch.kernel, _default_cost)
+    return cost(launch.scalars, per_warp_requests)
+
+
+def kernel_work(launch):
+    """The :class:`Work` of one traced launch of ours."""
+    warps = launch.blocks * math.ceil(launch.threads / launch.blocks / 32)
+    c = launch.counts
+    return Work(launch.kernel, blocks=launch.blocks, dram_bytes=launch.unique_bytes,
+                sector_bytes=launch.sector_bytes, requests=launch.requests, sectors=launch.sectors,
+                shared_requests=c["shared_requests"], shared_wavefronts=c["shared_wavefronts"],
+                instructions=warps * instructions_per_thread(launch))
+
+
+def _elements(desc):
+    return math.prod(desc[0])
+
+
+def _streaming(kind, bytes_, elements, instructions_per_element=8, strided=(0, 0)):
+    """A CuPy kernel (a thread per element) reading and writing ``bytes_`` coalesced: 32
+    consecutive elements per request. ``strided = (elements, itemsize)`` of them are gathered
+    instead, each lane of a request from its own sector (32 sectors per request)."""
+    gathered, itemsize = strided
+    sectors = (bytes_ - gathered * itemsize) / SECTOR + gathered
+    return Work(kind, blocks=max(1, elements / 256), dram_bytes=bytes_, sector_bytes=sectors * SECTOR,
+                requests=2 * elements / 32, sectors=sectors, instructions=elements / 32 * instructions_per_element)
+
+
+def _copy(kind, desc):
+    """``ascontiguousarray`` of a non-contiguous operand: a division per axis to find each
+    element, strided reads, coalesced writes."""
+    n, size = _elements(desc), desc[1]
+    return _streaming(kind, 2 * n * size, n, instructions_per_element=10 + DIV * len(desc[0]),
+                      strided=(n, size))
+
+
+def library_work(launch):
+    """The :class:`Work` of one of CuPy's launches (matmul: every kernel CuPy launches for it)."""
+    if launch.name != "matmul":
+        n = max([_elements(d) for d in launch.inputs + launch.outputs] or [0])
+        return [_streaming(launch.name, launch.bytes, n)]
+    (a, b), out = launch.inputs[:2], launch.outputs[0]
+    works = [_copy(f"matmul copy {len(d[0])}-D", d) for d in (a, b) if not d[2]]
+    ndim = max(len(a[0]), len(b[0]))
+    batch = math.prod(out[0][:-2])
+    if ndim > 2 and batch > 1 and (math.prod(a[0][:-2]) == 1 or math.prod(b[0][:-2]) == 1):
+        works += [Work("matmul pointers", blocks=1, dram_bytes=8 * batch, sector_bytes=8 * batch,
+                       instructions=batch) for _ in range(3)]
+    m, k, n = a[0][-2], a[0][-1], b[0][-1]
+    tiles = batch * math.ceil(m / 128) * math.ceil(n / 128)
+    works.append(Work("gemm", blocks=tiles, dram_bytes=(_elements(a) + _elements(b) + _elements(out)) * out[1],
+                      flops=2.0 * batch * m * n * k))
+    return works
+
+
+def work_of(launches):
+    """Every launch (ours and CuPy's, traced) as a list of :class:`Work`, in launch order."""
+    works = []
+    for launch in launches:
+        if isinstance(launch, KernelLaunch):
+            works.append(kernel_work(launch))
+        elif isinstance(launch, LibraryLaunch):
+            works.extend(library_work(launch))
+    return works
+
+
+# ---------------------------------------------------------------------- time
+
+def seconds(work, gpu):
+    """``(time, bound, terms)`` of one :class:`Work` on ``gpu``: the model in the module docstring."""
+    bandwidth = gpu.hbm_bytes_per_s * BANDWIDTH_DERATE
+    terms = {
+        "DRAM": work.dram_bytes / bandwidth,
+        "L1/L2": max(work.sector_bytes / (gpu.l2_bytes_per_s * BANDWIDTH_DERATE),
+                     (work.sectors / 4 + work.shared_wavefronts) / (gpu.sms * gpu.clock_hz)),
+        "instructions": work.instructions / (gpu.sms * gpu.warp_instructions_per_clock_per_sm
+                                              * gpu.clock_hz * ISSUE_DERATE),
+        "FLOPs": work.flops / (gpu.fp32_flops * GEMM_EFFICIENCY),
+    }
+    bound = max(terms, key=terms.get)
+    fill = fill_factor(work.blocks, gpu)
+    return terms[bound] / fill + work.launches * LAUNCH_S, bound, terms
+
+
+def fill_factor(blocks, gpu):
+    """The share of the GPU a grid of ``blocks`` blocks keeps busy: min(1, blocks / SMs)."""
+    return min(1.0, max(blocks, 1) / gpu.sms)
+
+
+# ---------------------------------------------------------------------- extrapolation
+
+def extrapolate(small, large, p_small, p_large, p_target):
+    """Each launch's :class:`Work` at ``p_target`` from the same launches at two sizes.
+
+    ``small`` and ``large``: lists of :class:`Work` from the same code at sizes ``p_small`` <
+    ``p_large`` (images x pixels); they must match one to one in kind. Every number is fitted
+    as ``a + b * P`` through the two points and read at ``p_target`` (never below zero: a
+    quantity that shrank between the two runs is noise at small sizes, not a trend to follow).
+    """
+    if [w.kind for w in small] != [w.kind for w in large]:
+        raise ValueError("extrapolate: the two runs launched different kernels; the model needs the "
+                         "same launches at both sizes")
+    t = (p_target - p_small) / (p_large - p_small)
+    out = []
+    for a, b in zip(small, large):
+        values = {f: max(0.0, getattr(a, f) + (getattr(b, f) - getattr(a, f)) * t) for f in Work.NUMBERS}
+        values["launches"] = a.launches
+        out.append(Work(a.kind, **values))
+    return out

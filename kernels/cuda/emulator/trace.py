@@ -1,0 +1,170 @@
+"""Memory traces of emulated launches: what a GPU's memory system would see (opt-in).
+
+Tracing is on while ``MTS_CUDA_TRACE=1`` is set, or inside
+``minitorch_seg.benchmark.counters(trace=True)``. Each launch of one of our kernels then runs
+once through a second build of its ``.cu`` file whose loads and stores report to ``trace.h``
+(see there how accesses become warp requests, sectors and wavefronts), and each launch CuPy
+would make for array code is recorded with the shapes it reads and writes. Untraced runs use
+the plain build and pay nothing.
+
+A :class:`KernelLaunch` holds, for one launch of ours: its grid, block, scalar arguments by
+name, and the counts of ``trace.h``:
+
+- global memory: load and store requests, 32-byte sectors, sectors per request;
+- unique bytes read and written (a lower bound on DRAM traffic within the launch);
+- sector bytes (sectors x 32: the traffic between the SMs and L1/L2);
+- shared memory: requests and wavefronts (wavefronts - requests = bank conflicts).
+
+A :class:`LibraryLaunch` holds one of CuPy's: the NumPy function's name and the shapes,
+item sizes and contiguity of the arrays it reads and writes.
+"""
+import ctypes
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+FIELDS = ("load_requests", "load_sectors", "store_requests", "store_sectors",
+          "shared_requests", "shared_wavefronts", "unique_read", "unique_written")
+SECTOR = 32
+
+_recordings = []  # the open recordings (lists of launches), innermost last
+
+
+def enabled():
+    """True when launches are traced: ``MTS_CUDA_TRACE=1``, or a recording is open."""
+    return bool(_recordings) or os.environ.get("MTS_CUDA_TRACE", "0") not in ("", "0")
+
+
+class recording:
+    """Context manager: every launch inside is traced and appended to the list it yields."""
+
+    def __enter__(self):
+        self.launches = []
+        _recordings.append(self.launches)
+        return self.launches
+
+    def __exit__(self, *exc):
+        _recordings.remove(self.launches)
+        return False
+
+
+def _keep(launch):
+    for launches in _recordings:
+        launches.append(launch)
+    if os.environ.get("MTS_CUDA_TRACE", "0") not in ("", "0"):
+        print(f"[mts trace] {launch}", file=sys.stderr)
+
+
+@dataclasses.dataclass
+class KernelLaunch:
+    """One traced launch of a ``.cu`` kernel (``name`` as ``im2col<float>``)."""
+
+    name: str
+    grid: tuple
+    block: tuple
+    scalars: dict
+    counts: dict
+
+    @property
+    def kernel(self):
+        """The kernel's name without template arguments."""
+        return self.name.split("<")[0]
+
+    @property
+    def blocks(self):
+        """Blocks in the grid."""
+        return self.grid[0] * self.grid[1] * self.grid[2]
+
+    @property
+    def threads(self):
+        """Threads launched (blocks x threads per block)."""
+        return self.blocks * self.block[0] * self.block[1] * self.block[2]
+
+    @property
+    def requests(self):
+        """Global-memory requests (warp instructions that load or store)."""
+        return self.counts["load_requests"] + self.counts["store_requests"]
+
+    @property
+    def sectors(self):
+        """32-byte sectors the global requests touch."""
+        return self.counts["load_sectors"] + self.counts["store_sectors"]
+
+    @property
+    def sectors_per_request(self):
+        """Nsight Compute's ``l1tex__t_sectors_per_request`` (0 without global requests)."""
+        return self.sectors / self.requests if self.requests else 0.0
+
+    @property
+    def sector_bytes(self):
+        """Bytes moved between the SMs and L1/L2: sectors x 32."""
+        return SECTOR * self.sectors
+
+    @property
+    def unique_bytes(self):
+        """Distinct bytes read plus distinct bytes written: the least DRAM traffic."""
+        return self.counts["unique_read"] + self.counts["unique_written"]
+
+    @property
+    def wavefronts_per_request(self):
+        """Shared-memory wavefronts per request: 1 without bank conflicts, up to 32."""
+        r = self.counts["shared_requests"]
+        return self.counts["shared_wavefronts"] / r if r else 0.0
+
+    @property
+    def bank_conflicts(self):
+        """Extra shared-memory wavefronts caused by bank conflicts."""
+        return self.counts["shared_wavefronts"] - self.counts["shared_requests"]
+
+    def __str__(self):
+        c = self.counts
+        return (f"{self.name} grid={self.grid} block={self.block}: {self.requests:.0f} global requests, "
+                f"{self.sectors_per_request:.2f} sectors/request, unique {c['unique_read']:.0f} B read "
+                f"{c['unique_written']:.0f} B written, shared {c['shared_requests']:.0f} requests "
+                f"{self.wavefronts_per_request:.2f} wavefronts/request")
+
+
+@dataclasses.dataclass
+class LibraryLaunch:
+    """One launch CuPy would make: ``name`` (the NumPy function) and the arrays it reads and writes,
+    each as ``(shape, itemsize, c_contiguous, strides)``."""
+
+    name: str
+    inputs: list
+    outputs: list
+
+    @property
+    def bytes(self):
+        """Bytes read and written, each array once, from its shape."""
+        return sum(int(np.prod(s)) * size for s, size, _, _ in self.inputs + self.outputs)
+
+    def __str__(self):
+        shapes = lambda arrays: " ".join("x".join(map(str, s)) or "()" for s, _, _, _ in arrays)  # noqa: E731
+        return f"cupy {self.name}: reads {shapes(self.inputs)} writes {shapes(self.outputs)}"
+
+
+def _describe(a):
+    return (tuple(a.shape), a.itemsize, bool(a.flags.c_contiguous), tuple(a.strides))
+
+
+def library(name, inputs, outputs):
+    """Record a launch of CuPy's reading NumPy arrays ``inputs`` and writing ``outputs``."""
+    _keep(LibraryLaunch(name, [_describe(a) for a in inputs], [_describe(a) for a in outputs]))
+
+
+def launch(function, grid, block, pointers, args):
+    """Run ``function`` (a ``compiler.Function``) traced, once, and record what it did."""
+    from . import xp
+    library_ = function.module.traced_library()
+    memory = xp.live_arrays()
+    ranges = np.array([(m.ctypes.data, m.ctypes.data + m.nbytes) for m in memory], np.uintp).reshape(-1)
+    library_.mts_trace_begin(ranges.ctypes.data_as(ctypes.c_void_p), len(memory))
+    out = (ctypes.c_double * len(FIELDS))()
+    try:
+        function._launch(grid, block, pointers, reverse=False, library=library_)
+    finally:
+        library_.mts_trace_end(out)
+    scalars = {function.param_names[i]: a.item() for i, a in enumerate(args) if not isinstance(a, xp.ndarray)}
+    _keep(KernelLaunch(function.name, tuple(grid), tuple(block), scalars, dict(zip(FIELDS, out))))

@@ -1,0 +1,205 @@
+"""Memory traces on the emulated GPU and the roofline estimate built on them.
+
+Planted kernels with known answers (a coalesced copy: 4 sectors per request; a transposed one:
+32; a 32-way bank conflict and its padded fix: 1 wavefront; a 4-block grid: the fill factor),
+the extrapolation rule (traced bytes scale with elements), one of our kernels made strided,
+and today's kernels against the hand analysis of issue 18 (each family within 2x, the step
+within 1.5x). No test here times anything: the estimate is a model of a GPU, and the numbers
+it is checked against are counts of the trace or the issue's figures.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from kernels.cuda.emulator.compiler import can_compile
+
+if not can_compile():
+    pytest.skip("the emulated GPU needs a C++ compiler", allow_module_level=True)
+
+from kernels.cuda.emulator import roofline, trace, xp  # noqa: E402
+from kernels.cuda.emulator.compiler import RawModule  # noqa: E402
+
+PLANTED = r"""
+template <typename T>
+__global__ void copy(const T* x, int n, T* y)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    y[i] = x[i];
+}
+
+// y = x transposed, x (rows, cols): thread i reads x[i] (coalesced), writes a column of y.
+template <typename T>
+__global__ void transpose(const T* x, int rows, int cols, T* y)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    y[(i % cols) * rows + i / cols] = x[i];
+}
+
+// A 32x32 tile written by rows, then read by columns: lane t reads tile[t][r], 32 lanes in
+// one bank (32-way conflict); with a padded row of 33 the lanes fall in 32 different banks.
+template <typename T, int PAD>
+__device__ void columns(const T* x, T* y, T (*tile)[32 + PAD])
+{
+    const int t = threadIdx.x;
+    for (int r = 0; r < 32; ++r) tile[r][t] = x[r * 32 + t];
+    __syncthreads();
+    T s = 0;
+    for (int r = 0; r < 32; ++r) s += tile[t][r];
+    y[t] = s;
+}
+
+template <typename T>
+__global__ void conflict(const T* x, T* y)
+{
+    __shared__ T tile[32][32];
+    columns<T, 0>(x, y, tile);
+}
+
+template <typename T>
+__global__ void padded(const T* x, T* y)
+{
+    __shared__ T tile[32][33];
+    columns<T, 1>(x, y, tile);
+}
+"""
+NAMES = ["copy<float>", "transpose<float>", "conflict<float>", "padded<float>"]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    module = RawModule(code=PLANTED, name_expressions=NAMES)
+    return {n.split("<")[0]: module.get_function(n) for n in NAMES}
+
+
+def traced(fn, grid, block, args):
+    """The one traced launch of ``fn``."""
+    with trace.recording() as launches:
+        fn(grid, block, args)
+    (launch,) = launches
+    return launch
+
+
+def device(a):
+    return xp.asarray(np.asarray(a))
+
+
+def test_coalesced_copy_is_four_sectors_per_request(planted):
+    n = 4096
+    x, y = device(np.arange(n, dtype=np.float32)), xp.empty(n, np.float32)
+    launch = traced(planted["copy"], (n // 256,), (256,), (x, np.int32(n), y))
+    c = launch.counts
+    assert c["load_requests"] == c["store_requests"] == n / 32
+    assert launch.sectors_per_request == 4.0
+    assert c["unique_read"] == c["unique_written"] == 4 * n
+    assert launch.sector_bytes == 2 * 4 * n  # every sector moved once
+    np.testing.assert_array_equal(y.get(), x.get())  # the traced build computes, too
+
+
+def test_transposed_copy_is_thirty_two_sectors_per_request(planted):
+    rows = cols = 64
+    x, y = device(np.arange(rows * cols, dtype=np.float32)), xp.empty(rows * cols, np.float32)
+    launch = traced(planted["transpose"], (rows * cols // 256,), (256,), (x, np.int32(rows), np.int32(cols), y))
+    c = launch.counts
+    assert c["load_sectors"] / c["load_requests"] == 4.0
+    assert c["store_sectors"] / c["store_requests"] == 32.0
+    assert c["unique_written"] == 4 * rows * cols  # the same bytes, in 8x the sectors
+    np.testing.assert_array_equal(y.get().reshape(cols, rows), x.get().reshape(rows, cols).T)
+
+
+def test_bank_conflict_then_padded_fix(planted):
+    x, y = device(np.ones(32 * 32, np.float32)), xp.empty(32, np.float32)
+    bad = traced(planted["conflict"], (1,), (32,), (x, y)).counts
+    good = traced(planted["padded"], (1,), (32,), (x, y)).counts
+    assert bad["shared_requests"] == good["shared_requests"] == 64  # 32 row writes, 32 column reads
+    assert bad["shared_wavefronts"] == 32 * 1 + 32 * 32  # each column read: 32 wavefronts
+    assert good["shared_wavefronts"] == 64  # one wavefront per request
+    np.testing.assert_array_equal(y.get(), np.full(32, 32, np.float32))
+
+
+def test_fill_factor_of_a_four_block_grid():
+    gpu = roofline.GPUS["H100"]
+    assert roofline.fill_factor(4, gpu) == pytest.approx(4 / 132)
+    assert roofline.fill_factor(10 * gpu.sms, gpu) == 1.0
+    work = dict(dram_bytes=1e9, sector_bytes=1e9, sectors=1e9 / 32, launches=0)
+    full, _, _ = roofline.seconds(roofline.Work("copy", blocks=1000, **work), gpu)
+    four, bound, _ = roofline.seconds(roofline.Work("copy", blocks=4, **work), gpu)
+    assert bound == "DRAM"
+    assert four / full == pytest.approx(132 / 4)
+
+
+def test_default_runs_are_not_traced(planted):
+    """Without MTS_CUDA_TRACE or a recording, launches use the plain build (today's speed)."""
+    module = RawModule(code=PLANTED, name_expressions=NAMES)
+    x, y = device(np.ones(256, np.float32)), xp.empty(256, np.float32)
+    assert not trace.enabled()
+    module.get_function("copy<float>")((1,), (256,), (x, np.int32(256), y))
+    assert module._traced is None
+
+
+def test_environment_switch_traces_and_reports(planted, monkeypatch, capsys):
+    monkeypatch.setenv("MTS_CUDA_TRACE", "1")
+    x, y = device(np.ones(256, np.float32)), xp.empty(256, np.float32)
+    planted["copy"]((1,), (256,), (x, np.int32(256), y))
+    err = capsys.readouterr().err
+    assert "[mts trace] copy<float>" in err and "4.00 sectors/request" in err
+
+
+# --------------------------------------------------------------------- our kernels
+
+def depthwise_forward_launch(n, c, h, w, source=None):
+    """One traced ``depthwise_forward`` (3x3, stride 1, padding 1) at (n, c, h, w)."""
+    from kernels.cuda import depthwise
+    x = device(np.random.default_rng(0).standard_normal((n, c, h, w), dtype=np.float32))
+    wt = device(np.full((c, 1, 3, 3), 0.1, np.float32))
+    y = xp.empty((n, c, h, w), np.float32)
+    args = (x, wt, *np.array([n, c, h, w, 3, 3, 1, 1, 1, 1, 1, 1, h, w], np.int32), y)
+    if source is None:
+        with trace.recording() as launches:
+            depthwise.depthwise_forward(x, wt, (1, 1), (1, 1), (1, 1), y)
+    else:
+        fn = RawModule(code=source, name_expressions=["depthwise_forward<float>"]).get_function(
+            "depthwise_forward<float>")
+        with trace.recording() as launches:
+            fn((-(-y.size // 256),), (256,), args)
+    return launches[0], y.get()
+
+
+def test_traced_bytes_scale_with_elements_and_extrapolate():
+    """The rule behind --estimate: a kernel's traced work grows with its elements, so a line
+    through two small sizes predicts a third."""
+    sizes = [(1, 8, 32, 32), (2, 8, 32, 32), (3, 8, 32, 32)]
+    launches = [depthwise_forward_launch(*s)[0] for s in sizes]
+    elements = [math.prod(s) for s in sizes]
+    for launch, n in zip(launches, elements):
+        assert launch.counts["unique_written"] == 4 * n
+        assert launch.counts["unique_read"] == pytest.approx(4 * n, abs=4 * 8 * 9 + 64)  # + the weights
+    assert launches[1].sectors == pytest.approx(2 * launches[0].sectors, rel=0.01)
+    works = [roofline.kernel_work(launch) for launch in launches]
+    (predicted,) = roofline.extrapolate([works[0]], [works[1]], elements[0], elements[1], elements[2])
+    for field in ("dram_bytes", "sector_bytes", "requests", "instructions"):
+        assert getattr(predicted, field) == pytest.approx(getattr(works[2], field), rel=0.02), field
+
+
+def strided_depthwise_source():
+    """depthwise.cu with the forward's index mapping turned: oh fastest instead of ow (the
+    thread computes and writes the same element it did, only consecutive threads no longer
+    touch consecutive addresses)."""
+    from kernels.cuda.launch import _source
+    code = _source("depthwise.cu")
+    coalesced = "    const int ow = i % OW;\n    const int oh = i / OW % OH;\n    const int plane = i / (OW * OH);  // n*C + c"
+    assert coalesced in code and code.count("    y[i] = s;") == 1
+    code = code.replace(coalesced, "    const int oh = i % OH;\n    const int ow = i / OH % OW;\n"
+                                   "    const int plane = i / (OW * OH);  // n*C + c")
+    return code.replace("    y[i] = s;", "    y[(plane * OH + oh) * OW + ow] = s;")
+
+
+def test_strided_mapping_raises_sectors_per_request():
+    shape = (1, 4, 64, 64)
+    ours, y = depthwise_forward_launch(*shape)
+    strided, y_strided = depthwise_forward_launch(*shape, source=strided_depthwise_source())
+    np.testing.assert_array_equal(y_strided, y)  # the same result, another order
+    assert strided.sectors_per_request >= 4 * ours.sectors_per_request
+    assert strided.counts["unique_read"] == ours.counts["unique_read"]  # same bytes, more sectors

@@ -1,0 +1,128 @@
+"""Depthwise backward-input on Fast-SCNN's 14 depthwise layers: traced sectors and estimated ms.
+
+    MTS_CUDA=emulate PYTHONPATH=. python tools/depthwise_steps.py [--formula tiled|rows|loop] [--rows 8]
+
+The numbers behind the step-by-step table in ``kernels/cuda/depthwise.cu``. Each layer of a
+training step at 12 x 1024 x 1024 runs once on the emulated GPU, traced, at its real plane
+size but with 2 of its 12*C planes; every additive count is then scaled to all 12*C planes
+and priced by ``kernels.cuda.emulator.roofline`` for an H100. Tracing the real plane size
+matters for a tiled kernel: ``fastscnn.estimate`` fits the step from 64- and 96-pixel
+images, where the global feature extractor's planes are 2x2 and 3x3 and fill a 64 x 32 tile
+with a few pixels; the fit then says more about idle threads than about the kernel.
+
+Instructions are the one term the trace cannot count. ``roofline.COSTS`` holds the formula
+of the first version (``--formula loop``); the later versions' formulas are here, each priced
+from its source the way COSTS prices the others (``DIV`` per division by a run-time value,
+``MEM`` per global load or store) with trip counts from the trace. To price an earlier version,
+check out its ``kernels/cuda/depthwise.*`` and ``launch.py`` and pick its formula and rows:
+version 0 ``--formula loop``, 1 ``--formula rows --rows 4``, 2 ``--formula tiled --rows 4``,
+3 (the current one) the defaults.
+Every time printed is estimated (uncalibrated).
+"""
+import argparse
+import math
+
+import numpy as np
+
+from kernels import device
+from kernels.cuda import depthwise_backward_input
+from kernels.cuda.emulator import roofline, trace
+from kernels.cuda.emulator.roofline import DIV, MEM
+
+BATCH = 12
+# (channels, input height = width, stride, dilation) of each depthwise 3x3 layer at 1024 x 1024,
+# in the order backward runs them: classifier, fusion, global feature extractor, downsampling.
+LAYERS = [(128, 128, 1, 1), (128, 128, 1, 1), (128, 128, 1, 4),
+          (768, 32, 1, 1), (768, 32, 1, 1), (576, 32, 1, 1), (576, 32, 1, 1), (576, 32, 1, 1),
+          (384, 64, 2, 1), (384, 64, 1, 1), (384, 64, 1, 1), (384, 128, 2, 1),
+          (48, 256, 2, 1), (32, 512, 2, 1)]
+PLANES = 2
+
+
+def _per_warp(launch):
+    warps = launch.blocks * math.ceil(launch.threads / launch.blocks / 32)
+    return warps, launch.requests / warps, launch.counts["shared_requests"] / warps
+
+
+def _test(s):
+    """Instructions of a tap's row or column test: a mask and a shift with a compile-time
+    stride, two divisions with the run-time one."""
+    return 4 if (s["sh"], s["sw"]) in ((1, 1), (2, 2)) else 2 * DIV + 4
+
+
+def rows_cost(launch, rows=4):
+    """Version 1 (a thread per 4 gx rows of one column): 4 div/mod decoding, a row test per kh
+    and row, per tap a column test and the weight load, per gy load its address + FMA, stores."""
+    s = launch.scalars
+    _, r, _ = _per_warp(launch)
+    taps = s["KH"] * s["KW"]
+    gy_loads = max(r - taps - rows, 0)
+    return (4 * DIV + 16 + s["KH"] * rows * _test(s) + taps * (_test(s) + MEM)
+            + gy_loads * (MEM + 1) + rows * MEM)
+
+
+def tiled_cost(launch, rows=8):
+    """Versions 2 and 3 (a block per tile, the gy window in shared memory): 3 div/mod to find
+    the tile, the window's bounds, the staging loop (a global load and a shared store per
+    value), a row test per kh and row, a column test and weight load per tap, a shared load +
+    predicate + FMA per read, stores. Staged values and shared reads come from the trace."""
+    s = launch.scalars
+    _, r, shared = _per_warp(launch)
+    taps = s["KH"] * s["KW"]
+    staged = max(r - taps - rows, 0)
+    reads = max(shared - staged, 0)
+    return (3 * DIV + 40 + staged * (MEM + 4) + s["KH"] * rows * (_test(s) + 1)
+            + taps * (_test(s) + MEM) + reads * 4 + rows * MEM)
+
+
+FORMULAS = {"loop": None, "rows": rows_cost, "tiled": tiled_cost}
+
+
+def layer_work(channels, size, stride, dilation, formula, rows):
+    """The :class:`roofline.Work` of one layer's backward-input at the full batch."""
+    xp = device.array_module()
+    out = (size - 1) // stride + 1
+    rng = np.random.default_rng(0)
+    gy = xp.asarray(rng.standard_normal((1, PLANES, out, out)).astype(np.float32))
+    w = xp.asarray(rng.standard_normal((PLANES, 1, 3, 3)).astype(np.float32))
+    gx = xp.empty((1, PLANES, size, size), np.float32)
+    with trace.recording() as launches:
+        depthwise_backward_input(gy, w, (stride, stride), (dilation, dilation), (dilation, dilation), gx)
+    (launch,) = launches
+    work = roofline.kernel_work(launch)
+    if FORMULAS[formula] is not None:
+        warps, _, _ = _per_warp(launch)
+        work.instructions = warps * FORMULAS[formula](launch, rows)
+    scale = BATCH * channels / PLANES
+    return roofline.Work(work.kind, **{f: getattr(work, f) * (1 if f == "launches" else scale)
+                                       for f in roofline.Work.NUMBERS})
+
+
+def main():
+    """Print the table: per layer, then the family."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--formula", choices=FORMULAS, default="tiled",
+                   help="instruction count of the version checked out (default: tiled, the current one)")
+    p.add_argument("--rows", type=int, default=8, help="gx rows per thread of that version (default: 8)")
+    args = p.parse_args()
+    gpu = roofline.GPUS["H100"]
+    total = dict(ms=0.0, dram_ms=0.0, bytes=0.0, sectors=0.0, requests=0.0)
+    print(f"depthwise backward-input, batch {BATCH} at 1024x1024, {gpu.name}, estimated (uncalibrated)")
+    print("    C   input  s  d  sectors/request     MB    ms  bound")
+    for channels, size, stride, dilation in LAYERS:
+        w = layer_work(channels, size, stride, dilation, args.formula, args.rows)
+        t, bound, terms = roofline.seconds(w, gpu)
+        total["ms"] += 1e3 * t
+        total["dram_ms"] += 1e3 * terms["DRAM"]
+        total["bytes"] += w.dram_bytes
+        total["sectors"] += w.sectors
+        total["requests"] += w.requests
+        print(f"{channels:5d} {size:4d}^2 {stride:2d} {dilation:2d}  {w.sectors / w.requests:15.2f} "
+              f"{w.dram_bytes / 1e6:6.0f} {1e3 * t:5.2f}  {bound}")
+    print(f"family: {total['sectors'] / 1e6:.0f} M sectors, {total['sectors'] / total['requests']:.2f} "
+          f"sectors/request, {total['bytes'] / 1e6:.0f} MB unique, {total['ms']:.2f} ms estimated "
+          f"(uncalibrated); the DRAM roof of those bytes: {total['dram_ms']:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
