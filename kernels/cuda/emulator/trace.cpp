@@ -25,7 +25,7 @@ struct Range { uintptr_t begin, end, at; };
 // Counts of one launch, in the order mts_trace_end hands them to Python (trace.py FIELDS).
 struct Counts {
     double load_requests, load_sectors, store_requests, store_sectors,
-           shared_requests, shared_wavefronts, unique_read, unique_written;
+           shared_requests, shared_wavefronts, unique_read, unique_written, block_sectors;
 };
 
 static std::vector<Range> device_ranges;       // sorted by begin
@@ -85,6 +85,10 @@ static uintptr_t on_device(uintptr_t a)
 // One request: the accesses [first, last) of one warp to one instruction execution.
 static std::vector<uintptr_t> units;  // a request's sectors or words (kept: no allocation per request)
 
+// The distinct sectors of the block so far: a block runs on one SM, whose L1 serves its
+// repeated sectors, so only these need to come from L2 (at least).
+static std::vector<uintptr_t> block_sectors;
+
 static void request(const Access* first, const Access* last)
 {
     units.clear();
@@ -92,7 +96,9 @@ static void request(const Access* first, const Access* last)
         for (const Access* a = first; a != last; ++a)
             for (uintptr_t s = a->address >> 5; s <= (a->address + a->size - 1) >> 5; ++s) units.push_back(s);
         std::sort(units.begin(), units.end());
-        const double sectors = std::unique(units.begin(), units.end()) - units.begin();
+        const auto end = std::unique(units.begin(), units.end());
+        const double sectors = end - units.begin();
+        block_sectors.insert(block_sectors.end(), units.begin(), end);
         if (first->write) counts.store_requests += 1, counts.store_sectors += sectors;
         else counts.load_requests += 1, counts.load_sectors += sectors;
         return;
@@ -132,6 +138,9 @@ static void flush_block()
         request(grouped.data(), grouped.data() + grouped.size());
         i = j;
     }
+    std::sort(block_sectors.begin(), block_sectors.end());
+    counts.block_sectors += std::unique(block_sectors.begin(), block_sectors.end()) - block_sectors.begin();
+    block_sectors.clear();
     accesses.clear();
     for (auto& e : executions) e.clear();
 }

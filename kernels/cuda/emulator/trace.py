@@ -12,7 +12,9 @@ name, and the counts of ``trace.h``:
 
 - global memory: load and store requests, 32-byte sectors, sectors per request;
 - unique bytes read and written (a lower bound on DRAM traffic within the launch);
-- sector bytes (sectors x 32: the traffic between the SMs and L1/L2);
+- sector bytes (sectors x 32: the traffic between the SMs and their L1);
+- block sectors: the distinct sectors of each block, summed over blocks: what the L1 of the SM
+  running a block cannot serve from its own earlier misses, a lower bound on L2 traffic;
 - shared memory: requests and wavefronts (wavefronts - requests = bank conflicts).
 
 A :class:`LibraryLaunch` holds one of CuPy's: the NumPy function's name and the shapes,
@@ -26,7 +28,7 @@ import sys
 import numpy as np
 
 FIELDS = ("load_requests", "load_sectors", "store_requests", "store_sectors",
-          "shared_requests", "shared_wavefronts", "unique_read", "unique_written")
+          "shared_requests", "shared_wavefronts", "unique_read", "unique_written", "block_sectors")
 SECTOR = 32
 
 _recordings = []  # the open recordings (lists of launches), innermost last
@@ -101,6 +103,11 @@ class KernelLaunch:
     def sector_bytes(self):
         """Bytes moved between the SMs and L1/L2: sectors x 32."""
         return SECTOR * self.sectors
+
+    @property
+    def l2_bytes(self):
+        """Bytes of each block's distinct sectors, summed: the L2 traffic if L1 keeps a block's data."""
+        return SECTOR * self.counts["block_sectors"]
 
     @property
     def unique_bytes(self):
