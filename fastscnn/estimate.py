@@ -126,9 +126,11 @@ def by_family(rows):
     return out
 
 
-def estimate(gpu_name="H100", train_runs=TRAIN_RUNS, inference_runs=INFERENCE_RUNS,
+def estimate(gpu_name="H100", train_runs=None, inference_runs=None,
              train_target=TRAIN_TARGET, inference_target=INFERENCE_TARGET):
-    """The whole estimate as a dict (the ``--json`` output): totals and families of both workloads."""
+    """The whole estimate as a dict (the ``--json`` output): totals and families of both workloads,
+    traced at ``train_runs`` and ``inference_runs`` (default: :data:`TRAIN_RUNS`, :data:`INFERENCE_RUNS`)."""
+    train_runs, inference_runs = train_runs or TRAIN_RUNS, inference_runs or INFERENCE_RUNS
     if gpu_name not in roofline.GPUS:
         raise SystemExit(f"--estimate: unknown GPU {gpu_name!r}; known: {', '.join(roofline.GPUS)}")
     gpu = roofline.GPUS[gpu_name]
