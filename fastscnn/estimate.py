@@ -69,7 +69,7 @@ def traced_train_steps(runs):
     """The traced launches of one training step at each size of ``runs`` = [(images, height,
     width), ...]. One model and its momentum buffers serve every size; one untraced step first
     compiles the kernels and creates the buffers, so that each traced step is a steady one."""
-    from fastscnn.benchmark import images, labels, our_train_step
+    from fastscnn.workloads import images, labels, our_train_step
     model, buffers, traces = _model(aux=True), None, []
     rng = np.random.default_rng(1)
     for batch, height, width in runs:
@@ -88,7 +88,7 @@ def traced_train_steps(runs):
 
 def traced_inferences(runs):
     """The traced launches of one inference pass (eval, no graph, to the logits) at each size."""
-    from fastscnn.benchmark import images, our_inference
+    from fastscnn.workloads import images, our_inference
     model, traces = _model(aux=False), []
     for batch, height, width in runs:
         logits, _ = our_inference(model, images(np.random.default_rng(0), batch, (height, width)), "cuda")

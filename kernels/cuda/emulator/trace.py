@@ -161,11 +161,12 @@ def library(name, inputs, outputs):
     _keep(LibraryLaunch(name, [_describe(a) for a in inputs], [_describe(a) for a in outputs]))
 
 
-def launch(function, grid, block, pointers, args):
-    """Run ``function`` (a ``compiler.Function``) traced, once, and record what it did."""
-    from . import xp
+def launch(function, grid, block, pointers, args, memory, device_array):
+    """Run ``function`` (a ``compiler.Function``) traced, once, and record what it did.
+
+    ``memory``: the NumPy arrays holding device memory now (global memory is what lies in
+    them); ``device_array``: the device array type, to tell array arguments from scalars."""
     library_ = function.module.traced_library()
-    memory = xp.live_arrays()
     ranges = np.array([(m.ctypes.data, m.ctypes.data + m.nbytes) for m in memory], np.uintp).reshape(-1)
     library_.mts_trace_begin(ranges.ctypes.data_as(ctypes.c_void_p), len(memory))
     out = (ctypes.c_double * len(FIELDS))()
@@ -173,5 +174,5 @@ def launch(function, grid, block, pointers, args):
         function._launch(grid, block, pointers, reverse=False, library=library_)
     finally:
         library_.mts_trace_end(out)
-    scalars = {function.param_names[i]: a.item() for i, a in enumerate(args) if not isinstance(a, xp.ndarray)}
+    scalars = {function.param_names[i]: a.item() for i, a in enumerate(args) if not isinstance(a, device_array)}
     _keep(KernelLaunch(function.name, tuple(grid), tuple(block), scalars, dict(zip(FIELDS, out))))
