@@ -124,7 +124,7 @@ def by_family(rows):
         f["bytes"] += w.dram_bytes
         f["sectors"] += w.sectors
         f["requests"] += w.requests
-        f["bank_conflicts"] += w.shared_wavefronts - w.shared_requests
+        f["bank_conflicts"] += w.bank_conflicts
         f["est_ms"] += 1e3 * t
         f["by_bound"][bound] = f["by_bound"].get(bound, 0.0) + t
     out = {}

@@ -116,6 +116,7 @@ def test_bank_conflict_then_padded_fix(planted):
     assert bad["shared_requests"] == good["shared_requests"] == 64  # 32 row writes, 32 column reads
     assert bad["shared_wavefronts"] == 32 * 1 + 32 * 32  # each column read: 32 wavefronts
     assert good["shared_wavefronts"] == 64  # one wavefront per request
+    assert bad["bank_conflicts"] == 32 * 31 and good["bank_conflicts"] == 0
     np.testing.assert_array_equal(y.get(), np.full(32, 32, np.float32))
 
 

@@ -110,11 +110,12 @@ class Work:
     sectors: float = 0
     shared_requests: float = 0
     shared_wavefronts: float = 0
+    bank_conflicts: float = 0
     instructions: float = 0   # warp instructions
     flops: float = 0          # GEMMs only: they are timed against the FP32 peak instead
 
     NUMBERS = ("launches", "blocks", "dram_bytes", "l2_bytes", "sector_bytes", "requests", "sectors",
-               "shared_requests", "shared_wavefronts", "instructions", "flops")
+               "shared_requests", "shared_wavefronts", "bank_conflicts", "instructions", "flops")
 
 
 # ---------------------------------------------------------------------- instruction counts
@@ -206,6 +207,7 @@ def kernel_work(launch):
     return Work(launch.kernel, blocks=launch.blocks, dram_bytes=launch.unique_bytes,
                 l2_bytes=launch.l2_bytes, sector_bytes=launch.sector_bytes, requests=launch.requests, sectors=launch.sectors,
                 shared_requests=c["shared_requests"], shared_wavefronts=c["shared_wavefronts"],
+                bank_conflicts=c["bank_conflicts"],
                 instructions=warps * instructions_per_thread(launch))
 
 

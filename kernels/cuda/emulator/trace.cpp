@@ -25,7 +25,7 @@ struct Range { uintptr_t begin, end, at; };
 // Counts of one launch, in the order mts_trace_end hands them to Python (trace.py FIELDS).
 struct Counts {
     double load_requests, load_sectors, store_requests, store_sectors,
-           shared_requests, shared_wavefronts, unique_read, unique_written, block_sectors;
+           shared_requests, shared_wavefronts, unique_read, unique_written, block_sectors, bank_conflicts;
 };
 
 static std::vector<Range> device_ranges;       // sorted by begin
@@ -109,14 +109,15 @@ static void request(const Access* first, const Access* last)
     units.erase(std::unique(units.begin(), units.end()), units.end());
     int per_bank[32] = {0}, most = 0;
     for (uintptr_t w : units) most = std::max(most, ++per_bank[w % 32]);
-    const int by_bytes = int((units.size() * 4 + 127) / 128);
+    // A request moving more than 128 bytes (8-byte values) needs several wavefronts anyway;
+    // only the ones beyond that are conflicts.
+    const int by_bytes = std::max(1, int((units.size() * 4 + 127) / 128));
     counts.shared_requests += 1;
     counts.shared_wavefronts += std::max(most, by_bytes);
-
+    counts.bank_conflicts += std::max(most, by_bytes) - by_bytes;
 }
 
-// Group the accesses of the finished block into requests.
-// The block's accesses as (warp, instruction, execution) keys packed in 64 bits beside their
+// Group the accesses of the finished block into requests. The block's accesses as (warp, instruction, execution) keys packed in 64 bits beside their
 // index: sorting these is much faster than sorting the accesses themselves.
 static std::vector<std::pair<uint64_t, uint32_t>> keys;
 static std::vector<Access> grouped;

@@ -26,7 +26,7 @@
 //            lane reads a different segment)
 //   shared   wavefronts = the most distinct 4-byte words any one of the 32 banks must deliver
 //            (bank = word % 32; lanes reading the same word share it), and at least one per
-//            128 bytes moved; wavefronts - 1 are the bank conflicts of the request
+//            128 bytes moved; the wavefronts beyond that minimum are the request's bank conflicts
 //
 // Per launch it also merges every byte range read and written: unique bytes, the least that
 // must come from (or go to) DRAM if every reused byte hits in the caches.

@@ -15,7 +15,8 @@ name, and the counts of ``trace.h``:
 - sector bytes (sectors x 32: the traffic between the SMs and their L1);
 - block sectors: the distinct sectors of each block, summed over blocks: what the L1 of the SM
   running a block cannot serve from its own earlier misses, a lower bound on L2 traffic;
-- shared memory: requests and wavefronts (wavefronts - requests = bank conflicts).
+- shared memory: requests, wavefronts, and bank conflicts (the wavefronts beyond one per 128
+  bytes a request moves).
 
 A :class:`LibraryLaunch` holds one of CuPy's: the NumPy function's name and the shapes,
 item sizes and contiguity of the arrays it reads and writes.
@@ -28,7 +29,8 @@ import sys
 import numpy as np
 
 FIELDS = ("load_requests", "load_sectors", "store_requests", "store_sectors",
-          "shared_requests", "shared_wavefronts", "unique_read", "unique_written", "block_sectors")
+          "shared_requests", "shared_wavefronts", "unique_read", "unique_written", "block_sectors",
+          "bank_conflicts")
 SECTOR = 32
 
 _recordings = []  # the open recordings (lists of launches), innermost last
@@ -122,8 +124,8 @@ class KernelLaunch:
 
     @property
     def bank_conflicts(self):
-        """Extra shared-memory wavefronts caused by bank conflicts."""
-        return self.counts["shared_wavefronts"] - self.counts["shared_requests"]
+        """Shared-memory wavefronts beyond what the bytes moved need (bank conflicts)."""
+        return self.counts["bank_conflicts"]
 
     def __str__(self):
         c = self.counts
