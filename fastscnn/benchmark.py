@@ -43,17 +43,16 @@ import numpy as np
 import minitorch_seg as mts
 import minitorch_seg.functional as F
 from fastscnn.argtypes import parse_size, positive_int
-from fastscnn.losses import SegmentationLoss
 from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
 from fastscnn.torch_reference import import_torch, torch_fastscnn
-from fastscnn.train import TrainConfig, param_groups, resolve
+from fastscnn.train import TrainConfig, resolve
+from fastscnn.workloads import IGNORE, images, labels, our_inference, our_train_step
 from minitorch_seg.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, counters,
                                      device_peak_bytes, emulated_note, gpu_name, median_ms,
                                      release_cached_memory, saved_bytes, synchronizer, torch_device,
                                      torch_peak_bytes, user_error)
 
-IGNORE = 255
 DEFAULTS = {
     "cuda": dict(batch_size=1, height=1024, width=2048, train_batch=12, train_size=(1024, 1024), iters=20),
     "cpu": dict(batch_size=1, height=512, width=1024, train_batch=2, train_size=(512, 1024), iters=3),
@@ -63,33 +62,6 @@ UNTIMED = "autograd+python"  # the profile's last row: time inside the step that
 
 
 # --- the workloads -------------------------------------------------------------------------
-def images(rng, batch, size):
-    """Random normalised images (batch, 3, H, W), float32."""
-    return rng.standard_normal((batch, 3, *size), dtype=np.float32)
-
-
-def labels(rng, batch, size):
-    """Random class labels (batch, H, W), about 5% of them the ignore label."""
-    target = rng.integers(0, NUM_CLASSES, (batch, *size))
-    target[rng.random(target.shape) < 0.05] = IGNORE
-    return target
-
-
-def our_inference(model, x, device):
-    """``(logits, labels)``: functions running our model in eval mode on NumPy images ``x``."""
-    data = mts.tensor(x, device=device)
-    model.eval()
-
-    @mts.no_grad()
-    def logits():
-        return model(data)
-
-    @mts.no_grad()
-    def label_map():
-        return model(data).argmax(axis=1)
-    return logits, label_map
-
-
 def torch_inference(twin, torch, x, device):
     """``(logits, labels)`` for the torch twin, as :func:`our_inference`."""
     data = torch.from_numpy(x).to(device)
@@ -103,26 +75,6 @@ def torch_inference(twin, torch, x, device):
     def label_map():
         return twin(data).argmax(dim=1)
     return logits, label_map
-
-
-def our_train_step(model, x, y, device):
-    """``(step, optimizer, loss)``: one training step of our model on images ``x`` and labels
-    ``y``, its optimizer, and a function running just the forward pass and the loss."""
-    cfg = resolve(TrainConfig())  # the recipe's values (a TrainConfig field left None means default)
-    optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
-    criterion = SegmentationLoss(cfg.aux_weight)
-    data, target = mts.tensor(x, device=device), mts.device.to_device(y, device)
-    model.train()
-
-    def loss():
-        return criterion(model(data), target)
-
-    def step():
-        value = loss()
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-    return step, optimizer, loss
 
 
 def torch_saved_bytes(twin, torch, x, y, device):

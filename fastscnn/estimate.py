@@ -58,42 +58,52 @@ def family(kind):
     return FAMILIES.get(kind, OTHER)
 
 
-def _model(size, aux):
+def _model(aux):
     from fastscnn.model import FastSCNN
     from fastscnn.palette import NUM_CLASSES
     mts.manual_seed(0)
     return FastSCNN(NUM_CLASSES, aux=aux).to("cuda")
 
 
-def traced_train_step(batch, height, width):
-    """The traced launches of one training step at this size (after one untraced warm-up step,
-    which compiles the kernels and creates the optimizer's momentum buffers)."""
-    from fastscnn.benchmark import images, labels, our_train_step
+def traced_train_steps(runs):
+    """The traced launches of one training step at each size of ``runs`` = [(images, height,
+    width), ...]. One model and its momentum buffers serve every size; one untraced step first
+    compiles the kernels and creates the buffers, so that each traced step is a steady one."""
+    from fastscnn.workloads import images, labels, our_train_step
+    model, buffers, traces = _model(aux=True), None, []
     rng = np.random.default_rng(1)
-    step, _, _ = our_train_step(_model((height, width), aux=True), images(rng, batch, (height, width)),
-                                labels(rng, batch, (height, width)), "cuda")
-    step()
-    with counters(trace=True) as c:
-        step()
-    return c.trace
+    for batch, height, width in runs:
+        step, optimizer, _ = our_train_step(model, images(rng, batch, (height, width)),
+                                            labels(rng, batch, (height, width)), "cuda")
+        if buffers is None:
+            step()
+        else:
+            optimizer.momentum_buffers = buffers
+        with counters(trace=True) as c:
+            step()
+        buffers = optimizer.momentum_buffers
+        traces.append(c.trace)
+    return traces
 
 
-def traced_inference(batch, height, width):
-    """The traced launches of one inference pass (eval, no graph, to the logits) at this size."""
-    from fastscnn.benchmark import images, our_inference
-    logits, _ = our_inference(_model((height, width), aux=False),
-                              images(np.random.default_rng(0), batch, (height, width)), "cuda")
-    logits()
-    with counters(trace=True) as c:
-        logits()
-    return c.trace
+def traced_inferences(runs):
+    """The traced launches of one inference pass (eval, no graph, to the logits) at each size."""
+    from fastscnn.workloads import images, our_inference
+    model, traces = _model(aux=False), []
+    for batch, height, width in runs:
+        logits, _ = our_inference(model, images(np.random.default_rng(0), batch, (height, width)), "cuda")
+        with counters(trace=True) as c:
+            logits()
+        traces.append(c.trace)
+    return traces
 
 
-def workload(trace_at, runs, target, gpu):
+def workload(traces_at, runs, target, gpu):
     """Per-launch work and times of a workload at ``target`` = (images, height, width) on ``gpu``,
-    fitted from traced runs at the two sizes ``runs``. Returns a list of (family, Work, seconds, bound)."""
+    fitted from the traces ``traces_at(runs)`` at the two sizes ``runs``. Returns a list of
+    (family, Work, seconds, bound)."""
     sizes = [n * h * w for n, h, w in runs]
-    small, large = (roofline.work_of(trace_at(*r)) for r in runs)
+    small, large = (roofline.work_of(t) for t in traces_at(runs))
     works = roofline.extrapolate(small, large, sizes[0], sizes[1], target[0] * target[1] * target[2])
     rows = []
     for w in works:
@@ -114,7 +124,7 @@ def by_family(rows):
         f["bytes"] += w.dram_bytes
         f["sectors"] += w.sectors
         f["requests"] += w.requests
-        f["bank_conflicts"] += w.shared_wavefronts - w.shared_requests
+        f["bank_conflicts"] += w.bank_conflicts
         f["est_ms"] += 1e3 * t
         f["by_bound"][bound] = f["by_bound"].get(bound, 0.0) + t
     out = {}
@@ -126,14 +136,16 @@ def by_family(rows):
     return out
 
 
-def estimate(gpu_name="H100", train_runs=TRAIN_RUNS, inference_runs=INFERENCE_RUNS,
+def estimate(gpu_name="H100", train_runs=None, inference_runs=None,
              train_target=TRAIN_TARGET, inference_target=INFERENCE_TARGET):
-    """The whole estimate as a dict (the ``--json`` output): totals and families of both workloads."""
+    """The whole estimate as a dict (the ``--json`` output): totals and families of both workloads,
+    traced at ``train_runs`` and ``inference_runs`` (default: :data:`TRAIN_RUNS`, :data:`INFERENCE_RUNS`)."""
+    train_runs, inference_runs = train_runs or TRAIN_RUNS, inference_runs or INFERENCE_RUNS
     if gpu_name not in roofline.GPUS:
         raise SystemExit(f"--estimate: unknown GPU {gpu_name!r}; known: {', '.join(roofline.GPUS)}")
     gpu = roofline.GPUS[gpu_name]
-    train = workload(traced_train_step, train_runs, train_target, gpu)
-    inference = workload(traced_inference, inference_runs, inference_target, gpu)
+    train = workload(traced_train_steps, train_runs, train_target, gpu)
+    inference = workload(traced_inferences, inference_runs, inference_target, gpu)
     return {
         "gpu": gpu.name, "gpu_sources": list(gpu.sources), "note": UNCALIBRATED,
         "model": {"bandwidth_derate": roofline.BANDWIDTH_DERATE, "issue_derate": roofline.ISSUE_DERATE,

@@ -94,7 +94,7 @@ def test_coalesced_copy_is_four_sectors_per_request(planted):
     assert c["load_requests"] == c["store_requests"] == n / 32
     assert launch.sectors_per_request == 4.0
     assert c["unique_read"] == c["unique_written"] == 4 * n
-    assert launch.sector_bytes == 2 * 4 * n  # every sector moved once
+    assert launch.sector_bytes == launch.l2_bytes == 2 * 4 * n  # every sector moved once
     np.testing.assert_array_equal(y.get(), x.get())  # the traced build computes, too
 
 
@@ -116,6 +116,7 @@ def test_bank_conflict_then_padded_fix(planted):
     assert bad["shared_requests"] == good["shared_requests"] == 64  # 32 row writes, 32 column reads
     assert bad["shared_wavefronts"] == 32 * 1 + 32 * 32  # each column read: 32 wavefronts
     assert good["shared_wavefronts"] == 64  # one wavefront per request
+    assert bad["bank_conflicts"] == 32 * 31 and good["bank_conflicts"] == 0
     np.testing.assert_array_equal(y.get(), np.full(32, 32, np.float32))
 
 
@@ -203,3 +204,81 @@ def test_strided_mapping_raises_sectors_per_request():
     np.testing.assert_array_equal(y_strided, y)  # the same result, another order
     assert strided.sectors_per_request >= 4 * ours.sectors_per_request
     assert strided.counts["unique_read"] == ours.counts["unique_read"]  # same bytes, more sectors
+
+
+# --------------------------------------------------------------------- Fast-SCNN against the hand analysis
+
+# Issue 18's hand analysis of main at 0d15a8a (training step, batch 12 at 1024x1024, H100,
+# 85% of bandwidth, 70% of issue rate): family -> (launches, ms). The estimate's families
+# carry the same names (fastscnn.estimate.FAMILIES).
+HAND_ANALYSIS = {
+    "GEMMs": (345, 7.8),
+    "depthwise backward-input": (14, 8.9),
+    "bilinear backward": (8, 7.2),
+    "depthwise backward-weight": (28, 7.6),
+    "BN backward": (138, 6.8),
+    "bilinear forward": (8, 4.8),
+    "BN forward": (138, 3.6),
+    "cross-entropy backward": (3, 3.4),
+    "im2col": (6, 3.3),
+    "transposed columns copy (before the weight-gradient GEMM)": (35, 2.9),
+    "cross-entropy forward": (3, 2.1),
+    "depthwise forward": (14, 1.9),
+    "CuPy elementwise and reductions": (62, 1.0),
+    "col2im, dropout, pooling, SGD": (18, 0.7),
+}
+HAND_STEP_MS = 63.0
+
+@pytest.fixture(scope="module")
+def estimate_json():
+    """``python -m fastscnn.benchmark --device cuda --estimate H100 --json``, parsed. (Smaller
+    emulated sizes than its 2x64x64 and 2x96x96 change the launches: at 32x32 the 1/32 feature
+    map is one pixel, and CuPy copies nothing for a transposed 1-pixel array.)"""
+    import contextlib
+    import io
+    import json
+
+    from fastscnn import benchmark
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert benchmark.main(["--device", "cuda", "--estimate", "H100", "--json"]) == 0
+    return json.loads(out.getvalue())
+
+
+def test_estimate_json_has_the_issue_keys(estimate_json):
+    r = estimate_json
+    assert r["note"] == "estimated (uncalibrated)"
+    for key in ("est_step_ms", "est_inference_ms", "est_step_launches", "est_inference_launches"):
+        assert r[key] > 0, key
+    assert r["train_size"] == [12, 1024, 1024] and r["inference_size"] == [1, 1024, 2048]
+    for name, f in r["families"].items():
+        assert set(f) >= {"launches", "bytes", "sectors_per_request", "est_ms", "bound"}, name
+    assert sum(f["launches"] for f in r["families"].values()) == r["est_step_launches"]
+    assert sum(f["est_ms"] for f in r["families"].values()) == pytest.approx(r["est_step_ms"])
+
+
+def test_estimate_text_says_uncalibrated(estimate_json):
+    from fastscnn import estimate
+    text = estimate.report(estimate_json)
+    assert text.count("estimated (uncalibrated)") >= 4  # the header, both tables, the totals
+    assert "depthwise backward-input" in text
+
+
+def test_launches_count_what_cupy_launches(estimate_json):
+    """The emulator counts one launch per matmul; CuPy launches pointer arrays and copies too."""
+    f = estimate_json["families"]
+    assert f["GEMMs"]["launches"] == HAND_ANALYSIS["GEMMs"][0]  # 3 pointer arrays per broadcast GEMM
+    assert f["transposed columns copy (before the weight-gradient GEMM)"]["launches"] > 0
+    assert estimate_json["est_step_launches"] == pytest.approx(855, abs=30)
+
+
+def test_step_within_one_and_a_half_of_the_hand_analysis(estimate_json):
+    ratio = estimate_json["est_step_ms"] / HAND_STEP_MS
+    assert 1 / 1.5 <= ratio <= 1.5, ratio
+
+
+@pytest.mark.parametrize("name", HAND_ANALYSIS)
+def test_family_within_two_of_the_hand_analysis(estimate_json, name):
+    ours = estimate_json["families"][name]
+    ms = HAND_ANALYSIS[name][1]
+    assert 0.5 <= ours["est_ms"] / ms <= 2.0, (ours["est_ms"], ms)

@@ -9,4 +9,7 @@ that decides. Nothing else changes: the same ``.cu`` files, launchers and traini
 - ``compiler.py``: ``RawModule``: compile a ``.cu`` with g++/clang++, check and run launches.
 - ``xp.py``: the array module (CuPy's names) whose arrays live in host memory but report
   device ``cuda``, with poisoned fresh memory and counters of launches, reads and bytes.
+- ``trace.h``, ``trace.cpp``, ``trace.py``: memory traces (``MTS_CUDA_TRACE=1``): every load
+  and store of a kernel, grouped into warp requests, sectors, unique bytes, bank conflicts.
+- ``roofline.py``: GPU time estimated (uncalibrated) from traces, for a named GPU (H100).
 """

@@ -209,7 +209,7 @@ class Function:
         values, arrays = self._arguments(args, xp.ndarray)
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
         if trace.enabled():  # one forward run, traced (the race check is left to untraced runs)
-            trace.launch(self, grid, block, pointers, args)
+            trace.launch(self, grid, block, pointers, args, xp.live_arrays(), xp.ndarray)
         elif os.environ.get("MTS_CUDA_RACECHECK", "0") not in ("", "0"):
             self._race_check(grid, block, pointers, arrays)
         else:

@@ -9,9 +9,10 @@ The model, per launch (all terms in seconds)::
 
     DRAM          unique bytes read + written (trace: the least that must cross HBM)
                   / (HBM bandwidth x 85%)
-    L1/L2         the larger of: sector bytes / (L2 bandwidth x 85%), and the L1 pipe,
+    L1/L2         the larger of: L2 bytes / (L2 bandwidth x 85%), and the L1 pipe,
                   (sectors / 4 + shared-memory wavefronts) / (SMs x clock): an SM's L1
-                  moves 128 bytes (4 sectors, or one shared wavefront) per clock
+                  moves 128 bytes (4 sectors, or one shared wavefront) per clock. L2 bytes
+                  are each block's distinct sectors (trace: what L1 cannot serve again)
     instructions  warp instructions / (SMs x 4 per clock x clock x 70%); the count comes from
                   a cost formula per kernel (:data:`COSTS`), see below
     fill          min(1, blocks / SMs): a grid of fewer blocks than SMs leaves SMs idle, and
@@ -37,7 +38,9 @@ their shapes; a copy of a non-contiguous array reads with the sectors of a strid
 ``matmul`` launches what CuPy really launches for our calls (``cupy/_core/_routines_linalg.pyx``):
 a contiguous copy of each operand that is not C-contiguous (``ascontiguousarray``), three
 pointer-array kernels (``_mat_ptrs``) when a 2-D operand is broadcast over a batch, then one
-cuBLAS GEMM at :data:`GEMM_EFFICIENCY` of the FP32 peak, or at HBM bandwidth if that binds.
+cuBLAS GEMM at :data:`GEMM_EFFICIENCY` of the FP32 peak, or at HBM bandwidth if that binds;
+it fills the GPU when it has a 128x128x256 block of work per SM, by output tiles or, for the
+weight gradients' few tiles over a long K, by split-K (counted inside the one launch).
 
 Extrapolation to a shape too large to emulate (:func:`extrapolate`): run the same work at two
 small shapes; the launches match one to one (the same network launches the same kernels in
@@ -101,16 +104,18 @@ class Work:
     launches: float = 1
     blocks: float = 0
     dram_bytes: float = 0     # unique bytes: the DRAM term
-    sector_bytes: float = 0   # L1/L2 traffic
+    l2_bytes: float = 0       # each block's distinct sectors: the L2 term
+    sector_bytes: float = 0   # sectors x 32: L1 traffic
     requests: float = 0       # global-memory requests
     sectors: float = 0
     shared_requests: float = 0
     shared_wavefronts: float = 0
+    bank_conflicts: float = 0
     instructions: float = 0   # warp instructions
     flops: float = 0          # GEMMs only: they are timed against the FP32 peak instead
 
-    NUMBERS = ("launches", "blocks", "dram_bytes", "sector_bytes", "requests", "sectors",
-               "shared_requests", "shared_wavefronts", "instructions", "flops")
+    NUMBERS = ("launches", "blocks", "dram_bytes", "l2_bytes", "sector_bytes", "requests", "sectors",
+               "shared_requests", "shared_wavefronts", "bank_conflicts", "instructions", "flops")
 
 
 # ---------------------------------------------------------------------- instruction counts
@@ -200,8 +205,9 @@ def kernel_work(launch):
     warps = launch.blocks * math.ceil(launch.threads / launch.blocks / 32)
     c = launch.counts
     return Work(launch.kernel, blocks=launch.blocks, dram_bytes=launch.unique_bytes,
-                sector_bytes=launch.sector_bytes, requests=launch.requests, sectors=launch.sectors,
+                l2_bytes=launch.l2_bytes, sector_bytes=launch.sector_bytes, requests=launch.requests, sectors=launch.sectors,
                 shared_requests=c["shared_requests"], shared_wavefronts=c["shared_wavefronts"],
+                bank_conflicts=c["bank_conflicts"],
                 instructions=warps * instructions_per_thread(launch))
 
 
@@ -215,7 +221,8 @@ def _streaming(kind, bytes_, elements, instructions_per_element=8, strided=(0, 0
     instead, each lane of a request from its own sector (32 sectors per request)."""
     gathered, itemsize = strided
     sectors = (bytes_ - gathered * itemsize) / SECTOR + gathered
-    return Work(kind, blocks=max(1, elements / 256), dram_bytes=bytes_, sector_bytes=sectors * SECTOR,
+    return Work(kind, blocks=max(1, elements / 256), dram_bytes=bytes_, l2_bytes=sectors * SECTOR,
+                sector_bytes=sectors * SECTOR,
                 requests=2 * elements / 32, sectors=sectors, instructions=elements / 32 * instructions_per_element)
 
 
@@ -237,11 +244,15 @@ def library_work(launch):
     ndim = max(len(a[0]), len(b[0]))
     batch = math.prod(out[0][:-2])
     if ndim > 2 and batch > 1 and (math.prod(a[0][:-2]) == 1 or math.prod(b[0][:-2]) == 1):
-        works += [Work("matmul pointers", blocks=1, dram_bytes=8 * batch, sector_bytes=8 * batch,
-                       instructions=batch) for _ in range(3)]
+        works += [Work("matmul pointers", blocks=1, dram_bytes=8 * batch, l2_bytes=8 * batch,
+                       sector_bytes=8 * batch, instructions=batch) for _ in range(3)]
     m, k, n = a[0][-2], a[0][-1], b[0][-1]
-    tiles = batch * math.ceil(m / 128) * math.ceil(n / 128)
-    works.append(Work("gemm", blocks=tiles, dram_bytes=(_elements(a) + _elements(b) + _elements(out)) * out[1],
+    # How many SMs a GEMM can keep busy: one 128x128 output tile each, and where the output has
+    # fewer tiles than SMs (our weight gradients: a few tiles, K = all the pixels) cuBLAS splits
+    # K (split-K), so count blocks of work of 128x128x256. Unrounded, so that a fit through two
+    # small sizes (under one block each) still sees the target's thousands.
+    blocks = batch * m * n * k / (128 * 128 * 256)
+    works.append(Work("gemm", blocks=blocks, dram_bytes=(_elements(a) + _elements(b) + _elements(out)) * out[1],
                       flops=2.0 * batch * m * n * k))
     return works
 
@@ -264,7 +275,7 @@ def seconds(work, gpu):
     bandwidth = gpu.hbm_bytes_per_s * BANDWIDTH_DERATE
     terms = {
         "DRAM": work.dram_bytes / bandwidth,
-        "L1/L2": max(work.sector_bytes / (gpu.l2_bytes_per_s * BANDWIDTH_DERATE),
+        "L1/L2": max(work.l2_bytes / (gpu.l2_bytes_per_s * BANDWIDTH_DERATE),
                      (work.sectors / 4 + work.shared_wavefronts) / (gpu.sms * gpu.clock_hz)),
         "instructions": work.instructions / (gpu.sms * gpu.warp_instructions_per_clock_per_sm
                                               * gpu.clock_hz * ISSUE_DERATE),

@@ -93,8 +93,9 @@ struct SharedArray { void* array; size_t bytes; long long block; };
 static std::vector<SharedArray> shared_arrays;
 static long long block_serial;
 
-// True while the emulator itself works on behalf of a kernel: the trace (trace.h) skips it.
-static bool in_emulator;
+// False only while a kernel's own code runs: the trace (trace.h) skips the emulator's accesses
+// (its bookkeeping at every barrier would otherwise cost more than the kernel's).
+static volatile bool in_emulator = true;
 // The shared arrays again as a plain array: the trace looks addresses up in it on every access,
 // and a std::vector's accessors are calls, instrumented in the traced build.
 struct SharedRange { uintptr_t begin, end; };
@@ -103,7 +104,7 @@ static int shared_range_count;
 
 void shared_array(void* array, size_t bytes)
 {
-    in_emulator = true;
+    in_emulator = true;  // called by a kernel: back to false below
     for (SharedArray& s : shared_arrays)
         if (s.array == array) {
             if (s.block != block_serial) memset(array, 0xFF, bytes), s.block = block_serial;
@@ -131,7 +132,9 @@ static void run_threads()
         const int t = L.reverse ? L.threads - 1 - n : n;
         L.current->thread = t;
         set_thread_index(t);
+        in_emulator = false;
         L.invoke(L.kernel, L.args);     // returns when the thread is done; it may wait inside
+        in_emulator = true;
         L.returned[L.current->thread] = 1;
     }
 }
@@ -139,7 +142,9 @@ static void run_threads()
 // Switch from the running fiber back to the scheduler; returns when the scheduler resumes it.
 static void to_scheduler()
 {
+    in_emulator = true;
     if (_setjmp(L.current->registers) == 0) _longjmp(L.scheduler, 1);
+    in_emulator = false;            // back in the kernel (or in run_threads, which sets it again)
     asm volatile("" ::: "memory");  // other threads wrote memory meanwhile: read it again
 }
 

@@ -12,8 +12,9 @@ namespace mts {
 namespace trace {
 
 struct Access {
-    uint32_t warp, k;          // warp of the block; k-th execution of pc by this thread
-    uintptr_t pc, address;
+    uint32_t warp, k;          // warp of the block; k-th execution of the instruction by this thread
+    uint32_t pc_id;            // the access instruction, numbered in order of first sight
+    uintptr_t address;
     uint8_t size, write, shared;
 };
 
@@ -24,7 +25,7 @@ struct Range { uintptr_t begin, end, at; };
 // Counts of one launch, in the order mts_trace_end hands them to Python (trace.py FIELDS).
 struct Counts {
     double load_requests, load_sectors, store_requests, store_sectors,
-           shared_requests, shared_wavefronts, unique_read, unique_written;
+           shared_requests, shared_wavefronts, unique_read, unique_written, block_sectors, bank_conflicts;
 };
 
 static std::vector<Range> device_ranges;       // sorted by begin
@@ -32,7 +33,9 @@ static long long block;                        // block_serial of the accesses i
 static std::vector<Access> accesses;           // of that block
 // Per thread of the block: (pc, times seen) for each access instruction it executed. A kernel
 // has a few dozen access instructions, so a short list searched from the front is fastest.
-static std::vector<std::vector<std::pair<uintptr_t, uint32_t>>> executions;
+struct Seen { uintptr_t pc; uint32_t times, id; };
+static std::vector<std::vector<Seen>> executions;
+static std::vector<uintptr_t> instructions;  // of this launch: pc_id -> pc
 static std::vector<Range> read_ranges, written_ranges;
 // Per access instruction: the range it last added to, extended while the next thread's access
 // continues it (threads run in order, so a coalesced stream becomes one range).
@@ -82,6 +85,10 @@ static uintptr_t on_device(uintptr_t a)
 // One request: the accesses [first, last) of one warp to one instruction execution.
 static std::vector<uintptr_t> units;  // a request's sectors or words (kept: no allocation per request)
 
+// The distinct sectors of the block so far: a block runs on one SM, whose L1 serves its
+// repeated sectors, so only these need to come from L2 (at least).
+static std::vector<uintptr_t> block_sectors;
+
 static void request(const Access* first, const Access* last)
 {
     units.clear();
@@ -89,7 +96,9 @@ static void request(const Access* first, const Access* last)
         for (const Access* a = first; a != last; ++a)
             for (uintptr_t s = a->address >> 5; s <= (a->address + a->size - 1) >> 5; ++s) units.push_back(s);
         std::sort(units.begin(), units.end());
-        const double sectors = std::unique(units.begin(), units.end()) - units.begin();
+        const auto end = std::unique(units.begin(), units.end());
+        const double sectors = end - units.begin();
+        block_sectors.insert(block_sectors.end(), units.begin(), end);
         if (first->write) counts.store_requests += 1, counts.store_sectors += sectors;
         else counts.load_requests += 1, counts.load_sectors += sectors;
         return;
@@ -100,37 +109,53 @@ static void request(const Access* first, const Access* last)
     units.erase(std::unique(units.begin(), units.end()), units.end());
     int per_bank[32] = {0}, most = 0;
     for (uintptr_t w : units) most = std::max(most, ++per_bank[w % 32]);
-    const int by_bytes = int((units.size() * 4 + 127) / 128);
+    // A request moving more than 128 bytes (8-byte values) needs several wavefronts anyway;
+    // only the ones beyond that are conflicts.
+    const int by_bytes = std::max(1, int((units.size() * 4 + 127) / 128));
     counts.shared_requests += 1;
     counts.shared_wavefronts += std::max(most, by_bytes);
-
+    counts.bank_conflicts += std::max(most, by_bytes) - by_bytes;
 }
 
-// Group the accesses of the finished block into requests.
+// Group the accesses of the finished block into requests. The block's accesses as (warp, instruction, execution) keys packed in 64 bits beside their
+// index: sorting these is much faster than sorting the accesses themselves.
+static std::vector<std::pair<uint64_t, uint32_t>> keys;
+static std::vector<Access> grouped;
+
 static void flush_block()
 {
-    std::sort(accesses.begin(), accesses.end(), [](const Access& a, const Access& b) {
-        return a.warp != b.warp ? a.warp < b.warp : a.pc != b.pc ? a.pc < b.pc : a.k < b.k;
-    });
+    keys.clear();
+    for (size_t i = 0; i < accesses.size(); ++i) {
+        const Access& a = accesses[i];
+        keys.push_back({uint64_t(a.warp) << 54 | uint64_t(a.pc_id) << 40 | a.k, uint32_t(i)});
+    }
+    std::sort(keys.begin(), keys.end());
     size_t i = 0;
-    while (i < accesses.size()) {
+    while (i < keys.size()) {
         size_t j = i + 1;
-        while (j < accesses.size() && accesses[j].warp == accesses[i].warp &&
-               accesses[j].pc == accesses[i].pc && accesses[j].k == accesses[i].k) ++j;
-        request(&accesses[i], &accesses[j]);
+        while (j < keys.size() && keys[j].first == keys[i].first) ++j;
+        grouped.clear();
+        for (size_t m = i; m < j; ++m) grouped.push_back(accesses[keys[m].second]);
+        request(grouped.data(), grouped.data() + grouped.size());
         i = j;
     }
+    std::sort(block_sectors.begin(), block_sectors.end());
+    counts.block_sectors += std::unique(block_sectors.begin(), block_sectors.end()) - block_sectors.begin();
+    block_sectors.clear();
     accesses.clear();
     for (auto& e : executions) e.clear();
 }
 
-static uint32_t times_seen(int thread, uintptr_t pc)
+// (how many times thread has executed pc before, the number of pc)
+static std::pair<uint32_t, uint32_t> times_seen(int thread, uintptr_t pc)
 {
     if (executions.size() <= (size_t)thread) executions.resize(thread + 1);
-    for (auto& e : executions[thread])
-        if (e.first == pc) return e.second++;
-    executions[thread].push_back({pc, 1});
-    return 0;
+    for (Seen& e : executions[thread])
+        if (e.pc == pc) return {e.times++, e.id};
+    const uint32_t id = std::find(instructions.begin(), instructions.end(), pc) - instructions.begin();
+    if (id == instructions.size()) instructions.push_back(pc);
+    executions[thread].push_back({pc, 1, id});
+    return {0, id};
 }
 
 // Add [a, a + size) to ranges, extending the range instruction pc added last when they touch.
@@ -182,8 +207,8 @@ void mts_trace_access(int thread, long long serial, uintptr_t pc, uintptr_t a, i
         flush_block();
         block = serial;
     }
-    accesses.push_back({uint32_t(thread / 32), times_seen(thread, pc), pc, a, uint8_t(size), uint8_t(write),
-                        uint8_t(shared)});
+    const auto [k, id] = times_seen(thread, pc);
+    accesses.push_back({uint32_t(thread / 32), k, id, a, uint8_t(size), uint8_t(write), uint8_t(shared)});
     if (!shared) {
         if (write) add_range(written_ranges, open_written, pc, a, size);
         else add_range(read_ranges, open_read, pc, a, size);
@@ -205,6 +230,7 @@ __attribute__((visibility("default"))) void mts_trace_begin(const uintptr_t* ran
     for (Page& p : pages) p = {0, MIXED};  // page 0 is never a device array's
     open_read.clear();
     open_written.clear();
+    instructions.clear();
     block = -1;
     mts_tracing = true;
 }

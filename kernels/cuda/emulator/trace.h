@@ -19,14 +19,17 @@
 // another, so the trace regroups them: the k-th time thread t executes access instruction pc
 // pairs with the k-th time every other lane of its warp executes pc. Lanes that skip an
 // instruction (a branch, an early return) are simply absent from its request, as inactive
-// lanes are on a GPU. Per request:
+// lanes are on a GPU. (Known limit: a function called twice whose loop runs a different number
+// of times in different lanes, as block_sum's `if (t < half)` for the two sums of batchnorm.cu,
+// pairs some lanes' second call with others' first; batch norm shows a few false conflicts.)
+// Per request:
 //
 //   global   sectors = distinct 32-byte segments its addresses touch (Nsight Compute's
 //            l1tex__t_sectors; sectors per request: 4 for 32 consecutive floats, 32 when every
 //            lane reads a different segment)
 //   shared   wavefronts = the most distinct 4-byte words any one of the 32 banks must deliver
 //            (bank = word % 32; lanes reading the same word share it), and at least one per
-//            128 bytes moved; wavefronts - 1 are the bank conflicts of the request
+//            128 bytes moved; the wavefronts beyond that minimum are the request's bank conflicts
 //
 // Per launch it also merges every byte range read and written: unique bytes, the least that
 // must come from (or go to) DRAM if every reused byte hits in the caches.

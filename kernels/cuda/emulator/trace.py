@@ -12,8 +12,11 @@ name, and the counts of ``trace.h``:
 
 - global memory: load and store requests, 32-byte sectors, sectors per request;
 - unique bytes read and written (a lower bound on DRAM traffic within the launch);
-- sector bytes (sectors x 32: the traffic between the SMs and L1/L2);
-- shared memory: requests and wavefronts (wavefronts - requests = bank conflicts).
+- sector bytes (sectors x 32: the traffic between the SMs and their L1);
+- block sectors: the distinct sectors of each block, summed over blocks: what the L1 of the SM
+  running a block cannot serve from its own earlier misses, a lower bound on L2 traffic;
+- shared memory: requests, wavefronts, and bank conflicts (the wavefronts beyond one per 128
+  bytes a request moves).
 
 A :class:`LibraryLaunch` holds one of CuPy's: the NumPy function's name and the shapes,
 item sizes and contiguity of the arrays it reads and writes.
@@ -26,7 +29,8 @@ import sys
 import numpy as np
 
 FIELDS = ("load_requests", "load_sectors", "store_requests", "store_sectors",
-          "shared_requests", "shared_wavefronts", "unique_read", "unique_written")
+          "shared_requests", "shared_wavefronts", "unique_read", "unique_written", "block_sectors",
+          "bank_conflicts")
 SECTOR = 32
 
 _recordings = []  # the open recordings (lists of launches), innermost last
@@ -103,6 +107,11 @@ class KernelLaunch:
         return SECTOR * self.sectors
 
     @property
+    def l2_bytes(self):
+        """Bytes of each block's distinct sectors, summed: the L2 traffic if L1 keeps a block's data."""
+        return SECTOR * self.counts["block_sectors"]
+
+    @property
     def unique_bytes(self):
         """Distinct bytes read plus distinct bytes written: the least DRAM traffic."""
         return self.counts["unique_read"] + self.counts["unique_written"]
@@ -115,8 +124,8 @@ class KernelLaunch:
 
     @property
     def bank_conflicts(self):
-        """Extra shared-memory wavefronts caused by bank conflicts."""
-        return self.counts["shared_wavefronts"] - self.counts["shared_requests"]
+        """Shared-memory wavefronts beyond what the bytes moved need (bank conflicts)."""
+        return self.counts["bank_conflicts"]
 
     def __str__(self):
         c = self.counts
@@ -154,11 +163,12 @@ def library(name, inputs, outputs):
     _keep(LibraryLaunch(name, [_describe(a) for a in inputs], [_describe(a) for a in outputs]))
 
 
-def launch(function, grid, block, pointers, args):
-    """Run ``function`` (a ``compiler.Function``) traced, once, and record what it did."""
-    from . import xp
+def launch(function, grid, block, pointers, args, memory, device_array):
+    """Run ``function`` (a ``compiler.Function``) traced, once, and record what it did.
+
+    ``memory``: the NumPy arrays holding device memory now (global memory is what lies in
+    them); ``device_array``: the device array type, to tell array arguments from scalars."""
     library_ = function.module.traced_library()
-    memory = xp.live_arrays()
     ranges = np.array([(m.ctypes.data, m.ctypes.data + m.nbytes) for m in memory], np.uintp).reshape(-1)
     library_.mts_trace_begin(ranges.ctypes.data_as(ctypes.c_void_p), len(memory))
     out = (ctypes.c_double * len(FIELDS))()
@@ -166,5 +176,5 @@ def launch(function, grid, block, pointers, args):
         function._launch(grid, block, pointers, reverse=False, library=library_)
     finally:
         library_.mts_trace_end(out)
-    scalars = {function.param_names[i]: a.item() for i, a in enumerate(args) if not isinstance(a, xp.ndarray)}
+    scalars = {function.param_names[i]: a.item() for i, a in enumerate(args) if not isinstance(a, device_array)}
     _keep(KernelLaunch(function.name, tuple(grid), tuple(block), scalars, dict(zip(FIELDS, out))))

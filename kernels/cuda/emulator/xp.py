@@ -229,7 +229,8 @@ class ndarray:
 
     def __setitem__(self, key, value):
         key, value = _unwrap(key, allow_host=True), _unwrap(value)
-        _launched("setitem", [value] if isinstance(value, np.ndarray) else [], [self._a[key]])
+        written = [self._a[key]] if trace.enabled() else []  # (a gather copies: only when traced)
+        _launched("setitem", [value] if isinstance(value, np.ndarray) else [], written)
         self._a[key] = value
 
     def copy(self, order="C"):
