@@ -277,8 +277,16 @@ def test_step_within_one_and_a_half_of_the_hand_analysis(estimate_json):
     assert 1 / 1.5 <= ratio <= 1.5, ratio
 
 
+# Families whose kernels were rewritten after the hand analysis (of main at 0d15a8a): the
+# estimate must now find them faster than the analysis found the old kernel.
+REWRITTEN = {"depthwise backward-input"}  # kernels/cuda/depthwise.cu's header tells the steps
+
+
 @pytest.mark.parametrize("name", HAND_ANALYSIS)
 def test_family_within_two_of_the_hand_analysis(estimate_json, name):
     ours = estimate_json["families"][name]
     ms = HAND_ANALYSIS[name][1]
-    assert 0.5 <= ours["est_ms"] / ms <= 2.0, (ours["est_ms"], ms)
+    if name in REWRITTEN:
+        assert ours["est_ms"] < ms / 2, (ours["est_ms"], ms)
+    else:
+        assert 0.5 <= ours["est_ms"] / ms <= 2.0, (ours["est_ms"], ms)

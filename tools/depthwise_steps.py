@@ -10,10 +10,11 @@ matters for a tiled kernel: ``fastscnn.estimate`` fits the step from 64- and 96-
 images, where the global feature extractor's planes are 2x2 and 3x3 and fill a 64 x 32 tile
 with a few pixels; the fit then says more about idle threads than about the kernel.
 
-Instructions are the one term the trace cannot count. ``roofline.COSTS`` holds the formula
-of the first version (``--formula loop``); the later versions' formulas are here, each priced
-from its source the way COSTS prices the others (``DIV`` per division by a run-time value,
-``MEM`` per global load or store) with trip counts from the trace. To price an earlier version,
+Instructions are the one term the trace cannot count. The estimator prices the current
+version (``roofline._tiled_gather_cost``, ``--formula tiled``); the earlier versions'
+formulas are here, each priced from its source the way ``roofline.COSTS`` prices the others
+(``DIV`` per division by a run-time value, ``MEM`` per global load or store) with trip counts
+from the trace. To price an earlier version,
 check out its ``kernels/cuda/depthwise.*`` and ``launch.py`` and pick its formula and rows:
 version 0 ``--formula loop``, 1 ``--formula rows --rows 4``, 2 ``--formula tiled --rows 4``,
 3 (the current one) the defaults.
@@ -44,12 +45,6 @@ def _per_warp(launch):
     return warps, launch.requests / warps, launch.counts["shared_requests"] / warps
 
 
-def _test(s):
-    """Instructions of a tap's row or column test: a mask and a shift with a compile-time
-    stride, two divisions with the run-time one."""
-    return 4 if (s["sh"], s["sw"]) in ((1, 1), (2, 2)) else 2 * DIV + 4
-
-
 def rows_cost(launch, rows=4):
     """Version 1 (a thread per 4 gx rows of one column): 4 div/mod decoding, a row test per kh
     and row, per tap a column test and the weight load, per gy load its address + FMA, stores."""
@@ -57,25 +52,24 @@ def rows_cost(launch, rows=4):
     _, r, _ = _per_warp(launch)
     taps = s["KH"] * s["KW"]
     gy_loads = max(r - taps - rows, 0)
-    return (4 * DIV + 16 + s["KH"] * rows * _test(s) + taps * (_test(s) + MEM)
-            + gy_loads * (MEM + 1) + rows * MEM)
+    test = roofline._tap_test(s)
+    return 4 * DIV + 16 + s["KH"] * rows * test + taps * (test + MEM) + gy_loads * (MEM + 1) + rows * MEM
+
+
+def loop_cost(launch, rows=None):
+    """Version 0 (a thread per gx element, a division per row and per tap): the gather formula."""
+    _, r, _ = _per_warp(launch)
+    return roofline._gather_cost(launch.scalars, r, 4, 2)
 
 
 def tiled_cost(launch, rows=8):
-    """Versions 2 and 3 (a block per tile, the gy window in shared memory): 3 div/mod to find
-    the tile, the window's bounds, the staging loop (a global load and a shared store per
-    value), a row test per kh and row, a column test and weight load per tap, a shared load +
-    predicate + FMA per read, stores. Staged values and shared reads come from the trace."""
-    s = launch.scalars
+    """Versions 2 and 3 (a block per tile, gy's window in shared memory): the estimator's own
+    formula, ``roofline._tiled_gather_cost``."""
     _, r, shared = _per_warp(launch)
-    taps = s["KH"] * s["KW"]
-    staged = max(r - taps - rows, 0)
-    reads = max(shared - staged, 0)
-    return (3 * DIV + 40 + staged * (MEM + 4) + s["KH"] * rows * (_test(s) + 1)
-            + taps * (_test(s) + MEM) + reads * 4 + rows * MEM)
+    return roofline._tiled_gather_cost(launch.scalars, r, shared, rows)
 
 
-FORMULAS = {"loop": None, "rows": rows_cost, "tiled": tiled_cost}
+FORMULAS = {"loop": loop_cost, "rows": rows_cost, "tiled": tiled_cost}
 
 
 def layer_work(channels, size, stride, dilation, formula, rows):
@@ -90,9 +84,8 @@ def layer_work(channels, size, stride, dilation, formula, rows):
         depthwise_backward_input(gy, w, (stride, stride), (dilation, dilation), (dilation, dilation), gx)
     (launch,) = launches
     work = roofline.kernel_work(launch)
-    if FORMULAS[formula] is not None:
-        warps, _, _ = _per_warp(launch)
-        work.instructions = warps * FORMULAS[formula](launch, rows)
+    warps, _, _ = _per_warp(launch)
+    work.instructions = warps * FORMULAS[formula](launch, rows)
     scale = BATCH * channels / PLANES
     return roofline.Work(work.kind, **{f: getattr(work, f) * (1 if f == "launches" else scale)
                                        for f in roofline.Work.NUMBERS})

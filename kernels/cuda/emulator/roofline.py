@@ -134,6 +134,25 @@ def _gather_cost(s, r, decode_divisions, loads_per_tap):
             + _taps(r, loads_per_tap) * (loads_per_tap * MEM + 1))
 
 
+def _tap_test(s):
+    """Instructions of a tap's row or column test in a stride-specialized gather: a mask and a
+    shift with a compile-time stride (1 or 2), two divisions with a run-time one."""
+    return 4 if (s["sh"], s["sw"]) in ((1, 1), (2, 2)) else 2 * DIV + 4
+
+
+def _tiled_gather_cost(s, r, shared, rows=8):
+    """depthwise backward-input as a block per tile with gy's window staged in shared memory,
+    ``rows`` gx rows per thread: 3 div/mod to find the tile, the window's bounds, the staging
+    loop (a global load and a shared store per value), a row test per kh and row, a column test
+    and a weight load per tap, a shared load + predicate + FMA per read, the stores. The staged
+    values and the shared reads per warp (``r`` and ``shared``) come from the trace."""
+    taps = s["KH"] * s["KW"]
+    staged = max(r - taps - rows, 0)
+    reads = max(shared - staged, 0)
+    return (3 * DIV + 40 + staged * (MEM + 4) + s["KH"] * rows * (_tap_test(s) + 1)
+            + taps * (_tap_test(s) + MEM) + reads * 4 + rows * MEM)
+
+
 def _reduction_cost(iteration, loads_per_iteration, block_sums):
     """Block reductions (reduce.cuh): a loop over the chunk, then ``block_sums`` shared-memory trees
     of 8 levels (about 8 instructions each: load, add, store, compare, barrier)."""
@@ -151,7 +170,6 @@ COSTS = {
     # 4 div/mod decoding, 5 per row and per tap for the bounds, 2 loads + FMA per tap inside
     "depthwise_forward": lambda s, r: 4 * DIV + 12 + 5 * s["KH"] + 5 * s["KH"] * s["KW"]
                                       + _taps(r) * (2 * MEM + 1),
-    "depthwise_backward_input": lambda s, r: _gather_cost(s, r, 4, 2),
     # per element of the chunk: 3 div/mod decoding (n, oh, ow), bounds, 2 loads, FP64 FMA
     "depthwise_weight_partials": _reduction_cost(3 * DIV + 30, 2, 1),
     "sum_chunks": lambda s, r: 10 + 5 * s["chunks"],
@@ -192,10 +210,17 @@ def _default_cost(s, r):
     return 20 + r * MEM
 
 
+# Kernels whose count needs the shared-memory requests per warp too: f(scalars, requests, shared).
+SHARED_COSTS = {"depthwise_backward_input": _tiled_gather_cost}
+
+
 def instructions_per_thread(launch):
     """Warp instructions each thread of ``launch`` (a :class:`KernelLaunch`) issues, by its formula."""
     warps = launch.blocks * math.ceil(launch.threads / launch.blocks / 32)
     per_warp_requests = launch.requests / warps if warps else 0.0
+    if launch.kernel in SHARED_COSTS:
+        shared = launch.counts["shared_requests"] / warps if warps else 0.0
+        return SHARED_COSTS[launch.kernel](launch.scalars, per_warp_requests, shared)
     cost = COSTS.get(launch.kernel, _default_cost)
     return cost(launch.scalars, per_warp_requests)
 
