@@ -34,7 +34,7 @@ sys.dont_write_bytecode = _write
 def test_notebooks_found_and_listed():
     assert [p.name for p in NOTEBOOKS] == ["01_autograd.ipynb", "02_convolution.ipynb",
                                            "03_batchnorm_upsampling.ipynb", "04_fastscnn.ipynb",
-                                           "05_gpu_threads.ipynb"]
+                                           "05_gpu_threads.ipynb", "06_gpu_performance.ipynb"]
     readme = (FOLDER / "README.md").read_text()
     assert all(f"({p.name})" in readme for p in NOTEBOOKS), "every notebook needs its line in the README"
 
