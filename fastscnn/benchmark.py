@@ -2,6 +2,7 @@
 
     python -m fastscnn.benchmark [--device cpu|cuda] [--compare-torch] [--profile] [--json]
     python -m fastscnn.benchmark --device cuda --estimate H100 [--json]
+    python -m fastscnn.benchmark --device cuda --estimate H100 --measure [ESTIMATE_JSON] [--json]
 
 What it runs (float32, random inputs, the model freshly initialised with seed 0):
 
@@ -27,6 +28,9 @@ What it runs (float32, random inputs, the model freshly initialised with seed 0)
   installed, torch's time for the same step is shown beside it.
 - ``--estimate GPU``: no timing at all; the GPU time of the same two workloads on a named
   GPU, estimated (uncalibrated) from memory traces on the emulated GPU (:mod:`fastscnn.estimate`).
+  The sizes flags choose its target sizes (default: the GPU defaults above).
+- ``--estimate GPU --measure``: that estimate, family by family, beside the same kernels timed
+  with CUDA events on device cuda, and the ratio measured / estimated (:mod:`fastscnn.measure`).
 
 The ops are in :mod:`minitorch_seg.benchmark`, which times them one by one at these shapes.
 """
