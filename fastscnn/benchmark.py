@@ -469,6 +469,8 @@ def run_measure(args):
     _progress(f"timing the kernels of a training step at {'x'.join(map(str, train))} and of inference "
               f"at {'x'.join(map(str, inference))} on device cuda")
     result = measure.measure(est, sizes={"train": train, "inference": inference})
+    if args.json:
+        _progress(measure.report(result))  # the tables too, on stderr: gpu_check.sh's log keeps them
     print(json.dumps(result, indent=1) if args.json else measure.report(result))
     return 0
 
