@@ -2,6 +2,7 @@
 
     python -m fastscnn.benchmark [--device cpu|cuda] [--compare-torch] [--profile] [--json]
     python -m fastscnn.benchmark --device cuda --estimate H100 [--json]
+    python -m fastscnn.benchmark --device cuda --estimate H100 --measure [ESTIMATE_JSON] [--json]
 
 What it runs (float32, random inputs, the model freshly initialised with seed 0):
 
@@ -27,6 +28,9 @@ What it runs (float32, random inputs, the model freshly initialised with seed 0)
   installed, torch's time for the same step is shown beside it.
 - ``--estimate GPU``: no timing at all; the GPU time of the same two workloads on a named
   GPU, estimated (uncalibrated) from memory traces on the emulated GPU (:mod:`fastscnn.estimate`).
+  The sizes flags choose its target sizes (default: the GPU defaults above).
+- ``--estimate GPU --measure``: that estimate, family by family, beside the same kernels timed
+  with CUDA events on device cuda, and the ratio measured / estimated (:mod:`fastscnn.measure`).
 
 The ops are in :mod:`minitorch_seg.benchmark`, which times them one by one at these shapes.
 """
@@ -34,6 +38,7 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -363,6 +368,10 @@ def _parser():
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--estimate", metavar="GPU", help="estimate (uncalibrated) the GPU time of the training step "
                    "and inference on GPU (H100) from memory traces on the emulated GPU, instead of timing")
+    p.add_argument("--measure", nargs="?", const="", metavar="ESTIMATE_JSON",
+                   help="with --estimate: also time the same workloads' kernels on device cuda with CUDA events "
+                        "and print them beside the estimate; the estimate is read from ESTIMATE_JSON (an earlier "
+                        "--estimate --json) or else computed in a child process on the emulated GPU")
     return p
 
 
@@ -431,15 +440,53 @@ def run_training(bench, model, twin, batch, size, with_profile):
     return section, prof
 
 
+def estimate_targets(args, defaults=None):
+    """``(training, inference)`` target sizes (images, height, width) of ``--estimate``: those
+    given by ``--train-batch``/``--train-size`` and ``--batch-size``/``--height``/``--width``,
+    else ``defaults`` (by default the estimate's own targets)."""
+    from fastscnn import estimate
+    (n, h, w), (ni, hi, wi) = defaults or (estimate.TRAIN_TARGET, estimate.INFERENCE_TARGET)
+    return ((args.train_batch or n, *(args.train_size or (h, w))),
+            (args.batch_size or ni, args.height or hi, args.width or wi))
+
+
+def run_measure(args):
+    """``--estimate GPU --measure``: the estimate (from a file or a child process on the emulated
+    GPU, since this process times device cuda) beside CUDA-event times of the same kernels."""
+    from fastscnn import measure
+    check_cuda()  # a real GPU, or the emulated one that MTS_CUDA=emulate selects
+    if args.measure:
+        with open(args.measure) as f:
+            est = json.load(f)
+    else:
+        train, inference = estimate_targets(args)
+        command = [sys.executable, "-m", "fastscnn.benchmark", "--device", "cuda", "--estimate", args.estimate,
+                   "--json", "--train-batch", str(train[0]), "--train-size", f"{train[1]}x{train[2]}",
+                   "--batch-size", str(inference[0]), "--height", str(inference[1]), "--width", str(inference[2])]
+        est = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout)
+    # The sizes the flags state, else the estimate's (the same as the flags' without a file).
+    train, inference = estimate_targets(args, (est["train_size"], est["inference_size"]))
+    _progress(f"timing the kernels of a training step at {'x'.join(map(str, train))} and of inference "
+              f"at {'x'.join(map(str, inference))} on device cuda")
+    result = measure.measure(est, sizes={"train": train, "inference": inference})
+    if args.json:
+        _progress(measure.report(result))  # the tables too, on stderr: gpu_check.sh's log keeps them
+    print(json.dumps(result, indent=1) if args.json else measure.report(result))
+    return 0
+
+
 def run_estimate(args):
     """``--estimate``: trace both workloads on the emulated GPU and print the estimate."""
     from fastscnn import estimate
     if args.device != "cuda":
         raise SystemExit("--estimate: traces come from the CUDA kernels; add --device cuda")
+    if args.measure is not None:
+        return run_measure(args)
     mts.cuda.emulate()  # traces exist only on the emulated GPU, also on a machine with a real one
     _progress(f"estimate for {args.estimate}: tracing training steps at "
               f"{' and '.join('x'.join(map(str, r)) for r in estimate.TRAIN_RUNS)} on the emulated GPU")
-    result = estimate.estimate(args.estimate)
+    train, inference = estimate_targets(args)
+    result = estimate.estimate(args.estimate, train_target=train, inference_target=inference)
     print(json.dumps(result, indent=1) if args.json else estimate.report(result))
     return 0
 

@@ -275,11 +275,13 @@ class Counters:
     device arrays alive at once, counting ``start_bytes``, those alive when the block began.
     ``trace``: with ``counters(trace=True)`` on the emulated device, every launch traced
     (``kernels.cuda.emulator.trace``: requests, sectors, unique bytes, bank conflicts), else None.
+    ``kernel_ms``: with ``counters(measure=True)``, ``{kernel name: [launches, ms]}`` timed by
+    CUDA events around each launch of ours and each ``matmul`` call (name ``"matmul"``), else None.
     """
 
     def __init__(self):
         self.our_launches = self.library_launches = self.syncs = self.peak_bytes = self.start_bytes = 0
-        self.trace = None
+        self.trace = self.kernel_ms = None
 
     @property
     def launches(self):
@@ -300,15 +302,24 @@ class counters:
 
     ``trace=True`` (emulated device only) also traces every launch into ``c.trace``: slower,
     it runs each kernel through an instrumented build (``MTS_CUDA_TRACE=1`` does it everywhere).
+
+    ``measure=True`` times each of our launches and each ``matmul`` (cuBLAS with the copies and
+    pointer arrays CuPy adds) with a pair of CUDA events into ``c.kernel_ms``; the block's end
+    then waits for the GPU. On the emulated device the events read the host's clock: the
+    emulator's wall time, not a GPU's.
     """
 
-    def __init__(self, trace=False):
+    def __init__(self, trace=False, measure=False):
         self.trace = trace
+        self.measure = measure
 
     def __enter__(self):
         self.result = Counters()
         self._ours = device.Stats.our_launches
         self._recording = None
+        self._timer = _KernelTimer() if self.measure else None
+        if self._timer is not None:
+            self._timer.__enter__()
         if self.trace:
             if not device.is_emulated():
                 raise ValueError("counters(trace=True): memory traces exist on the emulated GPU only "
@@ -331,6 +342,8 @@ class counters:
         r = self.result
         if self._recording is not None:
             self._recording.__exit__(*exc)
+        if self._timer is not None:
+            r.kernel_ms = self._timer.__exit__(*exc)
         r.our_launches = device.Stats.our_launches - self._ours
         if device.is_emulated():
             self._stats.watchers.remove(r)
@@ -340,6 +353,40 @@ class counters:
             self._hook.__exit__(*exc)
             r.library_launches = r.syncs = None
         return False
+
+
+class _KernelTimer:
+    """Context manager that times each of our launches (``kernels.device.Stats.launch``) and each
+    ``matmul`` of the array module with a pair of CUDA events; ``__exit__`` returns
+    ``{name: [launches, ms]}`` once the GPU has finished them."""
+
+    def __enter__(self):
+        self.xp = device.array_module()
+        self.pairs = []  # (name, start event, end event), in launch order
+        self._launch, self._matmul = device.Stats.launch, self.xp.matmul
+        device.Stats.launch = self.launch
+        self.xp.matmul = lambda *args, **kwargs: self.launch("matmul", self._matmul, *args, **kwargs)
+        return self
+
+    def launch(self, name, kernel, *args, **kwargs):
+        """Run ``kernel(*args, **kwargs)`` between two recorded events; return what it returns."""
+        start, end = self.xp.cuda.Event(), self.xp.cuda.Event()
+        start.record()
+        out = kernel(*args, **kwargs)
+        end.record()
+        self.pairs.append((name, start, end))
+        return out
+
+    def __exit__(self, *exc):
+        device.Stats.launch, self.xp.matmul = self._launch, self._matmul
+        if self.pairs:
+            self.pairs[-1][2].synchronize()
+        ms = {}
+        for name, start, end in self.pairs:
+            m = ms.setdefault(name, [0, 0.0])
+            m[0] += 1
+            m[1] += self.xp.cuda.get_elapsed_time(start, end)
+        return ms
 
 
 def _peak_memory_hook(counters):

@@ -4,8 +4,9 @@ Planted kernels with known answers (a coalesced copy: 4 sectors per request; a t
 32; a 32-way bank conflict and its padded fix: 1 wavefront; a 4-block grid: the fill factor),
 the extrapolation rule (traced bytes scale with elements), one of our kernels made strided,
 and today's kernels against the hand analysis of issue 18 (each family within 2x, the step
-within 1.5x). No test here times anything: the estimate is a model of a GPU, and the numbers
-it is checked against are counts of the trace or the issue's figures.
+within 1.5x), and the structure of ``--measure`` (event times beside the estimate). No test
+here checks a time: the estimate is a model of a GPU, and the numbers it is checked against
+are counts of the trace or the issue's figures.
 """
 import math
 
@@ -290,3 +291,23 @@ def test_family_within_two_of_the_hand_analysis(estimate_json, name):
         assert ours["est_ms"] < ms / 2, (ours["est_ms"], ms)
     else:
         assert 0.5 <= ours["est_ms"] / ms <= 2.0, (ours["est_ms"], ms)
+
+
+def test_measure_puts_event_times_beside_the_estimate(estimate_json):
+    """The path ``tools/gpu_check.sh`` runs on a GPU (``--estimate H100 --measure``), here on the
+    emulated GPU at a stated tiny size: each launch timed by events, summed by the estimate's
+    families, each beside its estimate. Only the structure is checked: the emulator's clock says
+    nothing about a GPU. Inference only: an emulated training step takes several seconds."""
+    from fastscnn import estimate, measure
+    r = measure.measure(estimate_json, runs=1, sizes={"inference": (1, 32, 32)}, workloads=("inference",))
+    rows = r["inference"]
+    assert {"BN forward", "depthwise forward", measure.MATMUL, measure.REST, "total"} <= set(rows)
+    for name, row in rows.items():
+        assert row["est_ms"] is not None and row["measured_ms"] is not None, name
+        assert row["ratio"] == pytest.approx(row["measured_ms"] / row["est_ms"]), name
+    # Our kernels launch as often at any size as the estimate counts at its target size.
+    assert rows["BN forward"]["measured_launches"] == rows["BN forward"]["est_launches"] > 0
+    text = measure.report(r)
+    assert "estimated (uncalibrated)" in text and "emulated GPU" in text
+    assert "the estimate is for 1x1024x2048" in text
+    assert all(name in text for name in rows)

@@ -121,7 +121,7 @@ class CudaFile:
             print(f"[mts] {self.filename} {name}<{_template(dtypes)}> grid={grid} "
                   f"block=({THREADS},) arrays: {shapes}", file=sys.stderr)
         device.Stats.our_launches += 1
-        self._function(name, dtypes)(grid, (THREADS,), args)
+        device.Stats.launch(name, self._function(name, dtypes), grid, (THREADS,), args)
 
 
 def empty(shape, dtype):

@@ -21,6 +21,7 @@ device-to-host reads, and the bytes of live device arrays and their peak.
 """
 import functools
 import operator
+import time
 import types
 import weakref
 
@@ -404,10 +405,14 @@ class _Stream:
 
 
 class _Event:
-    """``cupy.cuda.Event``: recorded after work that, here, has already finished."""
+    """``cupy.cuda.Event``: recorded after work that, here, has already finished, so it keeps
+    the host's clock: times between events are the emulator's wall time, not a GPU's."""
+
+    time = None
 
     def record(self, stream=None):
         """Mark this point of the stream."""
+        self.time = time.perf_counter()
 
     def synchronize(self):
         """Wait for the work before the mark: it is done."""
@@ -426,6 +431,11 @@ class _Cuda:
     runtime = _Runtime()
     Device = staticmethod(lambda device=0: _DEVICE)
     Event = _Event
+
+    @staticmethod
+    def get_elapsed_time(start, end):
+        """Milliseconds between two recorded events (``cupy.cuda.get_elapsed_time``)."""
+        return 1e3 * (end.time - start.time)
 
     @staticmethod
     def get_current_stream():
