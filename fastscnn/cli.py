@@ -11,7 +11,7 @@ import json
 import sys
 
 from fastscnn.argtypes import parse_scales, parse_size
-from fastscnn.errors import Interrupted, UserError, write_error
+from fastscnn.errors import InputError, Interrupted, UserError, write_error
 from fastscnn.palette import NUM_CLASSES
 
 
@@ -117,7 +117,6 @@ def _recorded_data_root(checkpoint, flag):
     """The data folder that the training checkpoint ``checkpoint`` recorded (SynthCity is
     generated again if it is gone), for a command run without ``flag``; where it is goes to
     stderr. InputError for a checkpoint that records none (e.g. one from import-weights)."""
-    from fastscnn.errors import InputError
     from fastscnn.predict import read_checkpoint
     from fastscnn.train import data_root
     stored = read_checkpoint(checkpoint)

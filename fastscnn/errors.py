@@ -45,11 +45,16 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def no_space(error):
+    """True when the OSError ``error`` is a full disk (or a full quota)."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def write_error(error, flag, folder):
     """The UserError for ``error``, an OSError met while writing into ``folder`` (the value of
     ``flag``): a full disk, no permission, a file where a folder should be. None when the
     error is about another path: then it is not the user's to fix, and stays a bug."""
-    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    full = no_space(error)
     inside = error.filename is not None and Path(error.filename).absolute().is_relative_to(Path(folder).absolute())
     if not (full or inside):
         return None

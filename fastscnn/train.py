@@ -31,7 +31,6 @@ into a flag on the device (:func:`train_step`), read at log time and before ever
 """
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 import signal
@@ -49,7 +48,7 @@ from fastscnn.data.loader import DataLoader, Uploader
 from fastscnn.data.synthetic import generate_synthcity
 from fastscnn.data.transforms import TrainTransform
 from fastscnn.errors import (DivergedError, InputError, InputNotFoundError, Interrupted, MissingDependencyError,
-                             UserError, write_error)
+                             UserError, no_space, write_error)
 from fastscnn.evaluate import evaluate
 from fastscnn.losses import SegmentationLoss
 from fastscnn.metrics import strict_json
@@ -213,7 +212,7 @@ def data_root(config, say=None):
         return generate_synthcity(root, config["synth_train"], config["synth_val"], (h, w), config["seed"],
                                   progress=True)
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        if no_space(e):
             raise UserError(f"no space left on the device for SynthCity in {root}: free some space, or set "
                             f"MTS_DATA to a folder with more room") from e
         raise
@@ -422,7 +421,7 @@ def _save_checkpoint(state, path):
     try:
         mts.save(state, path)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not no_space(e):
             raise
         arrays = [v for part in (state["model"], state["optimizer"]["momentum_buffers"]) for v in part.values()]
         mb = sum(getattr(a, "data", a).nbytes for a in arrays) / 1e6

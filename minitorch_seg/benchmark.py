@@ -185,7 +185,7 @@ def import_torch():
 
 
 def user_error(message):
-    """Print ``PROG: error: message`` as one line on stderr and exit with status 2 (a user error)."""
+    """Print ``error: message`` as one line on stderr and exit with status 2 (a user error)."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
