@@ -479,7 +479,7 @@ def run_estimate(args):
     """``--estimate``: trace both workloads on the emulated GPU and print the estimate."""
     from fastscnn import estimate
     if args.device != "cuda":
-        raise SystemExit("--estimate: traces come from the CUDA kernels; add --device cuda")
+        user_error("--estimate: traces come from the CUDA kernels; add --device cuda")
     if args.measure is not None:
         return run_measure(args)
     mts.cuda.emulate()  # traces exist only on the emulated GPU, also on a machine with a real one
