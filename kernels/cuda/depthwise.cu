@@ -204,33 +204,106 @@ __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, 
         if (ih0 + r < H) gx[(plane * H + ih0 + r) * W + iw] = s[r];
 }
 
-// Block (r, k): partial[r, k] = this chunk's share of gw[r], r = (c*KH + kh)*KW + kw.
-template <typename T>
+// Backward-weight's tiles (kernels/cuda/depthwise.py has the same WTILE_H and TILE_W).
+constexpr int WROWS = 4;                           // output rows per thread
+constexpr int WTILE_H = THREADS / TILE_W * WROWS;  // a tile: WTILE_H x TILE_W outputs (32 x 32)
+constexpr int TAPS = 9;                            // weights a pass keeps in registers (a 3x3 filter)
+// The most x values a block stages: a 32 x 32 tile's window at stride 2 (65 x 65, split by
+// column parity) or at stride 1 up to dilation 16 (64 x 64); 17 KB of float, 35 KB of double.
+constexpr int X_STAGED = 66 * 66;
+
+// Block (c, k): for tiles k*tiles .. (k+1)*tiles - 1 of channel c (tiles run over n, then
+// tile rows, then tile columns), partial[c*KH*KW + t, k] = the tiles' share of gw[c, t].
+template <typename T, int SH, int SW>
 __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C, int H, int W,
                                           int KH, int KW, int sh, int sw, int ph, int pw,
-                                          int dh, int dw, int OH, int OW, int chunk,
+                                          int dh, int dw, int OH, int OW, int tiles,
                                           double* partial)
 {
-    __shared__ double buf[THREADS];
-    const int r = blockIdx.x, k = blockIdx.y;
-    const int kw = r % KW;
-    const int kh = r / KW % KH;
-    const int c = r / (KW * KH);
-    const int length = N * OH * OW;
-    const int end = min(length, (k + 1) * chunk);
-    double s = 0;
-    for (int e = k * chunk + threadIdx.x; e < end; e += THREADS) {
-        const int ow = e % OW;
-        const int oh = e / OW % OH;
-        const int n = e / (OW * OH);
-        const int ih = oh * sh - ph + kh * dh;
-        const int iw = ow * sw - pw + kw * dw;
-        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-        const int plane = n * C + c;
-        s += (double)gy[(plane * OH + oh) * OW + ow] * (double)x[(plane * H + ih) * W + iw];
+    __shared__ T staged[X_STAGED];
+    __shared__ double warp_sums[TAPS][THREADS / 32];
+    const int strh = SH > 0 ? SH : sh, strw = SW > 0 ? SW : sw;
+    const int c = blockIdx.x, k = blockIdx.y, chunks = gridDim.y;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int tiles_w = (OW + TILE_W - 1) / TILE_W, tiles_h = (OH + WTILE_H - 1) / WTILE_H;
+    const int first = k * tiles, last = min(first + tiles, N * tiles_h * tiles_w);
+    // Every tile stages the window of a whole tile, rows x cols, with 0 outside the image.
+    const int rows = (min(WTILE_H, OH) - 1) * strh + (KH - 1) * dh + 1;
+    const int cols = (min(TILE_W, OW) - 1) * strw + (KW - 1) * dw + 1;
+    // At stride 2 a row's even columns go to one plane and its odd ones to another: the 32
+    // lanes of a warp then read 32 consecutive values through every tap (no bank conflict),
+    // and the odd plane starts 16 banks after the even one, so that staging stores are
+    // conflict-free too.
+    constexpr int P = SW == 2 ? 2 : 1;
+    const int half = (cols + P - 1) / P;
+    const int plane = P == 2 ? (rows * half + 15) / 32 * 32 + 16 : 0;
+    const bool fits = plane + rows * half <= X_STAGED;  // else x is read in place
+    for (int tap0 = 0; tap0 < KH * KW; tap0 += TAPS) {  // one pass for up to 9 taps
+        // Tap j of this pass reads (dy[j], dx[j]) from the output's first tap, at off[j] in the window.
+        int dy[TAPS], dx[TAPS], off[TAPS];
+        const int taps = min(TAPS, KH * KW - tap0);
+#pragma unroll
+        for (int j = 0, kh = tap0 / KW, kw = tap0 % KW; j < TAPS; ++j) {
+            dy[j] = kh * dh;
+            dx[j] = kw * dw;
+            off[j] = dx[j] % P * plane + dy[j] * half + dx[j] / P;
+            if (++kw == KW) kw = 0, ++kh;
+        }
+        T acc[TAPS] = {};
+        int tw = first % tiles_w, th = first / tiles_w % tiles_h, n = first / (tiles_w * tiles_h);
+        for (int t = first; t < last; ++t) {
+            const int oh_t = th * WTILE_H, ow_t = tw * TILE_W;
+            const int ih0 = oh_t * strh - ph, iw0 = ow_t * strw - pw;  // the window's origin in x
+            const T* xp = x + (n * C + c) * H * W;
+            __syncthreads();  // the previous tile's (and pass's) shared reads are done
+            // An edge tile stages only the part of the window that its outputs read.
+            const int rows_t = min(rows, (OH - oh_t - 1) * strh + (KH - 1) * dh + 1);
+            const int cols_t = min(cols, (OW - ow_t - 1) * strw + (KW - 1) * dw + 1);
+            if (fits)
+                for (int r = warp; r < rows_t; r += THREADS / 32)
+                    for (int q = lane; q < cols_t; q += 32) {
+                        const int ih = ih0 + r, iw = iw0 + q;
+                        staged[q % P * plane + r * half + q / P] =
+                            ih >= 0 && ih < H && iw >= 0 && iw < W ? xp[ih * W + iw] : T(0);
+                    }
+            __syncthreads();
+            const int ow = ow_t + lane;
+            for (int r = 0; r < WROWS; ++r) {
+                const int oh = oh_t + warp * WROWS + r;
+                if (oh >= OH || ow >= OW) continue;
+                const T g = gy[((n * C + c) * OH + oh) * OW + ow];
+                const int y = (warp * WROWS + r) * strh, q = lane * strw;  // the first tap, in the window
+                const int at = y * half + q / P;
+#pragma unroll
+                for (int j = 0; j < TAPS; ++j) {
+                    if (j >= taps) break;
+                    const int ih = ih0 + y + dy[j], iw = iw0 + q + dx[j];
+                    if (fits)
+                        acc[j] += g * staged[at + off[j]];
+                    else if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                        acc[j] += g * xp[ih * W + iw];
+                }
+            }
+            if (++tw == tiles_w) {  // the next tile, without a division
+                tw = 0;
+                if (++th == tiles_h) th = 0, ++n;
+            }
+        }
+        // A fixed-order sum of each tap over the block: a shuffle tree in each warp, then the
+        // 8 warps' sums in order.
+#pragma unroll
+        for (int j = 0; j < TAPS; ++j) {
+            double v = acc[j];
+            for (int d = 16; d > 0; d /= 2) v += __shfl_down_sync(0xffffffffu, v, d);
+            if (lane == 0) warp_sums[j][warp] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x < taps) {
+            double s = 0;
+            for (int w = 0; w < THREADS / 32; ++w) s += warp_sums[threadIdx.x][w];
+            partial[(c * KH * KW + tap0 + threadIdx.x) * chunks + k] = s;
+        }
     }
-    s = block_sum(s, buf);
-    if (threadIdx.x == 0) partial[r * gridDim.y + k] = s;
 }
 
 // gw[r] = sum_k partial[r, k], in order: one thread per weight.
