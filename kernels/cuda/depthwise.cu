@@ -268,8 +268,7 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
     // and the odd plane starts 16 banks after the even one, so that staging stores are
     // conflict-free too.
     constexpr int P = SW == 2 ? 2 : 1;
-    const int half = (cols + P - 1) / P;
-    const int plane = P == 2 ? (rows * half + 15) / 32 * 32 + 16 : 0;
+    const int half = (cols + P - 1) / P, plane = P == 2 ? (rows * half + 15) / 32 * 32 + 16 : 0;
     const bool fits = plane + rows * half <= X_STAGED;  // else x is read in place
     // Staging runs over the window as one flat array: thread t stages values t, t + THREADS,
     // ..., so a warp stores 32 consecutive values (across a row's end) and no lane idles
@@ -282,8 +281,7 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
         const int taps = min(TAPS, KH * KW - tap0);
 #pragma unroll
         for (int j = 0, kh = tap0 / KW, kw = tap0 % KW; j < TAPS; ++j) {
-            dy[j] = kh * dh;
-            dx[j] = kw * dw;
+            dy[j] = kh * dh, dx[j] = kw * dw;
             off[j] = dx[j] % P * plane + dy[j] * half + dx[j] / P;
             if (++kw == KW) kw = 0, ++kh;
         }
@@ -307,8 +305,8 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
                 const int oh = oh_t + warp * WROWS + r;
                 if (oh >= OH || ow >= OW) continue;
                 const T g = gy[((n * C + c) * OH + oh) * OW + ow];
-                const int y = (warp * WROWS + r) * strh, q = lane * strw;  // the first tap, in the window
-                const int at = y * half + q / P;
+                // The output's first tap, in the window: row y, column q, at `at` in shared memory.
+                const int y = (warp * WROWS + r) * strh, q = lane * strw, at = y * half + q / P;
 #pragma unroll
                 for (int j = 0; j < TAPS; ++j) {
                     if (j >= taps) break;
@@ -319,10 +317,8 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
                         acc[j] += g * xp[ih * W + iw];
                 }
             }
-            if (++tw == tiles_w) {  // the next tile, without a division
-                tw = 0;
-                if (++th == tiles_h) th = 0, ++n;
-            }
+            if (++tw == tiles_w) tw = 0, ++th;  // the next tile, without a division
+            if (th == tiles_h) th = 0, ++n;
         }
         // A fixed-order sum of each tap over the block: a shuffle tree in each warp, then the
         // 8 warps' sums in order.

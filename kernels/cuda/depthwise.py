@@ -44,8 +44,7 @@ def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
 def depthwise_backward_weight(gy, x, stride, padding, dilation, gw):
     """``gw`` (C, 1, KH, KW) = dL/dw: a block per (channel, run of tiles) sums every tap of its
     tiles, then each weight's partial sums are added in order."""
-    N, C, H, W = x.shape
-    OH, OW = gy.shape[2:]
+    (N, C, H, W), (OH, OW) = x.shape, gy.shape[2:]
     specialized = tuple(map(int, stride)) if tuple(stride) in STRIDES else (0, 0)
     tiles = N * -(-OH // WTILE_H) * -(-OW // TILE_W)
     chunks = -(-tiles // TILES_PER_BLOCK)
