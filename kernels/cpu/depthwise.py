@@ -134,9 +134,9 @@ def depthwise_backward_weight(gy, x, stride, padding, dilation, gw):
     KH, KW = gw.shape[2], gw.shape[3]
     for c in prange(C):
         acc = np.zeros((KH, KW, OW), gw.dtype)
-        split = np.zeros((H, sw, -(-W // sw)), x.dtype)  # x's columns by their residue mod sw
+        split = np.empty((H, sw, -(-W // sw)), x.dtype)  # x's columns by their residue mod sw
         for n in range(N):
-            for r in range(sw):
+            for r in range(sw if sw > 1 else 0):  # at stride 1, x's rows are contiguous already
                 split[:, r, :(W - r + sw - 1) // sw] = x[n, c, :, r::sw]
             for oh in range(OH):
                 g = gy[n, c, oh]
@@ -148,7 +148,7 @@ def depthwise_backward_weight(gy, x, stride, padding, dilation, gw):
                         lo, hi = _valid_range(kw, sw, pw, dw, W, OW)
                         a = acc[kh, kw]
                         shift = kw * dw - pw  # column ow*sw + shift = (ow + q)*sw + shift % sw
-                        src, q = split[ih, shift % sw], shift // sw
+                        src, q = split[ih, shift % sw] if sw > 1 else x[n, c, ih], shift // sw
                         for ow in range(lo, hi):
                             a[uintp(ow)] += g[uintp(ow)] * src[uintp(ow + q)]
         for kh in range(KH):
