@@ -13,8 +13,8 @@ from .launch import THREADS, CudaFile, empty, ints
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
 
-# Backward-input and backward-weight are compiled per stride: Fast-SCNN's (1, 1) and (2, 2), and (0, 0) for any
-# other stride, which the kernel then reads at run time.
+# Backward-input and backward-weight are compiled per stride: Fast-SCNN's (1, 1) and (2, 2),
+# and (0, 0) for any other stride, which the kernel then reads at run time.
 STRIDES = ((1, 1), (2, 2), (0, 0))
 TILE_H, TILE_W = 64, 32  # a block's tile of gx: TILE_H and TILE_W in depthwise.cu
 WTILE_H = 32             # backward-weight's tiles are WTILE_H x TILE_W outputs (depthwise.cu)
