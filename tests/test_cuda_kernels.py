@@ -108,13 +108,16 @@ def test_conv_large_enough_for_several_reduction_chunks(op, dtype):
     check_conv(op, (2, 4, 70, 90), ((3, 3), (1, 1), (1, 1), (1, 1)), dtype)
 
 
-@pytest.mark.parametrize("geometry", [((3, 3), (2, 2), (1, 1), (1, 1)), ((3, 3), (1, 1), (16, 16), (16, 16)),
-                                      ((3, 3), (3, 3), (1, 1), (1, 1))],
-                         ids=["stride2", "window-too-large-to-stage", "stride3"])
+@pytest.mark.parametrize("geometry", [((3, 3), (2, 2), (1, 1), (1, 1)), ((3, 3), (1, 1), (24, 24), (24, 24)),
+                                      ((3, 3), (3, 3), (1, 1), (1, 1)), ((5, 4), (1, 1), (2, 1), (1, 1))],
+                         ids=["stride2", "window-too-large-to-stage", "stride3", "taps-in-three-passes"])
 def test_depthwise_across_tiles(geometry):
-    # 70x90 spans 2x3 of backward-input's 64x32 tiles. Dilation 16 makes a tile's gy window
-    # (up to 64 + 32 rows by 32 + 32 columns) too large for shared memory, so the kernel reads
-    # it in place; stride 3 has no specialized build and reads the stride at run time.
+    # 70x90 spans 2x3 of backward-input's 64x32 tiles and 3x3 of backward-weight's 32x32 ones
+    # (18 tiles per channel: 3 blocks of up to 8). Dilation 24 makes a tile's window (gy's in
+    # backward-input, up to 64 + 48 rows by 32 + 48 columns; x's in backward-weight, 80 x 80)
+    # too large for shared memory, so the kernels read it in place; stride 3 has no
+    # specialized build and reads the stride at run time; backward-weight sums a 5x4 filter's
+    # 20 taps in passes of 9.
     check_conv("depthwise", (2, 2, 70, 90), geometry, np.float64)
 
 
@@ -377,8 +380,8 @@ def test_debug_switch_prints_every_launch(monkeypatch, capsys):
     monkeypatch.setenv("MTS_DEBUG", "1")
     ops.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))
     lines = capsys.readouterr().err.splitlines()
-    kernels_launched = [line.split()[2] for line in lines]
-    assert kernels_launched == ["depthwise_weight_partials<float>", "sum_chunks<float>"]
+    kernels_launched = [line.split(" grid=")[0].split(" ", 2)[2] for line in lines]
+    assert kernels_launched == ["depthwise_weight_partials<float, 1, 1>", "sum_chunks<float>"]
     assert "grid=(2, 1) block=(256,) arrays: 1x2x5x5 1x2x5x5 2x1" in lines[0]
     monkeypatch.setenv("MTS_DEBUG", "0")
     ops.depthwise_backward_weight(x, x, (2, 1, 1, 1), (1, 1), (0, 0), (1, 1))

@@ -1,6 +1,7 @@
-"""Depthwise backward-input on Fast-SCNN's 14 depthwise layers: traced sectors and estimated ms.
+"""Depthwise backward-input (or -weight) on Fast-SCNN's 14 depthwise layers: traced sectors and estimated ms.
 
     MTS_CUDA=emulate PYTHONPATH=. python tools/depthwise_steps.py [--formula tiled|rows|loop] [--rows 8]
+    MTS_CUDA=emulate PYTHONPATH=. python tools/depthwise_steps.py --weight
 
 The numbers behind the step-by-step table in ``kernels/cuda/depthwise.cu``. Each layer of a
 training step at 12 x 1024 x 1024 runs once on the emulated GPU, traced, at its real plane
@@ -18,6 +19,10 @@ from the trace. To price an earlier version,
 check out its ``kernels/cuda/depthwise.*`` and ``launch.py`` and pick its formula and rows:
 version 0 ``--formula loop``, 1 ``--formula rows --rows 4``, 2 ``--formula tiled --rows 4``,
 3 (the current one) the defaults.
+
+``--weight`` prices the weight gradient the same way (its table in ``depthwise.cu``), traced
+with all 12 images of one channel (a block sums a run of tiles across images), scaled to
+every channel, both of its launches, each by the estimator's own formula.
 Every time printed is estimated (uncalibrated).
 """
 import argparse
@@ -26,7 +31,7 @@ import math
 import numpy as np
 
 from kernels import device
-from kernels.cuda import depthwise_backward_input
+from kernels.cuda import depthwise_backward_input, depthwise_backward_weight
 from kernels.cuda.emulator import roofline, trace
 from kernels.cuda.emulator.roofline import DIV, MEM
 
@@ -91,29 +96,52 @@ def layer_work(channels, size, stride, dilation, formula, rows):
                                        for f in roofline.Work.NUMBERS})
 
 
+def weight_work(channels, size, stride, dilation):
+    """The :class:`roofline.Work` of one layer's backward-weight (both launches) at the full batch."""
+    xp = device.array_module()
+    out = (size - 1) // stride + 1
+    rng = np.random.default_rng(0)
+    gy = xp.asarray(rng.standard_normal((BATCH, 1, out, out)).astype(np.float32))
+    x = xp.asarray(rng.standard_normal((BATCH, 1, size, size)).astype(np.float32))
+    with trace.recording() as launches:
+        depthwise_backward_weight(gy, x, (stride, stride), (dilation, dilation), (dilation, dilation),
+                                  xp.empty((1, 1, 3, 3), np.float32))
+    works = [roofline.kernel_work(launch) for launch in launches]
+    return [roofline.Work(w.kind, **{f: getattr(w, f) * (1 if f == "launches" else channels)
+                                     for f in roofline.Work.NUMBERS}) for w in works]
+
+
 def main():
     """Print the table: per layer, then the family."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--formula", choices=FORMULAS, default="tiled",
                    help="instruction count of the version checked out (default: tiled, the current one)")
     p.add_argument("--rows", type=int, default=8, help="gx rows per thread of that version (default: 8)")
+    p.add_argument("--weight", action="store_true", help="the weight gradient instead (the current version)")
     args = p.parse_args()
     gpu = roofline.GPUS["H100"]
     total = dict(ms=0.0, dram_ms=0.0, bytes=0.0, sectors=0.0, requests=0.0)
-    print(f"depthwise backward-input, batch {BATCH} at 1024x1024, {gpu.name}, estimated (uncalibrated)")
+    op = "backward-weight" if args.weight else "backward-input"
+    total = dict(total, bank_conflicts=0.0, launches=0)
+    print(f"depthwise {op}, batch {BATCH} at 1024x1024, {gpu.name}, estimated (uncalibrated)")
     print("    C   input  s  d  sectors/request     MB    ms  bound")
     for channels, size, stride, dilation in LAYERS:
-        w = layer_work(channels, size, stride, dilation, args.formula, args.rows)
-        t, bound, terms = roofline.seconds(w, gpu)
-        total["ms"] += 1e3 * t
-        total["dram_ms"] += 1e3 * terms["DRAM"]
-        total["bytes"] += w.dram_bytes
-        total["sectors"] += w.sectors
-        total["requests"] += w.requests
-        print(f"{channels:5d} {size:4d}^2 {stride:2d} {dilation:2d}  {w.sectors / w.requests:15.2f} "
-              f"{w.dram_bytes / 1e6:6.0f} {1e3 * t:5.2f}  {bound}")
-    print(f"family: {total['sectors'] / 1e6:.0f} M sectors, {total['sectors'] / total['requests']:.2f} "
-          f"sectors/request, {total['bytes'] / 1e6:.0f} MB unique, {total['ms']:.2f} ms estimated "
+        works = (weight_work(channels, size, stride, dilation) if args.weight
+                 else [layer_work(channels, size, stride, dilation, args.formula, args.rows)])
+        for w in works:
+            t, bound, terms = roofline.seconds(w, gpu)
+            total["ms"] += 1e3 * t
+            total["dram_ms"] += 1e3 * terms["DRAM"]
+            total["bytes"] += w.dram_bytes
+            total["sectors"] += w.sectors
+            total["requests"] += w.requests
+            total["bank_conflicts"] += w.bank_conflicts
+            total["launches"] += w.launches
+            print(f"{channels:5d} {size:4d}^2 {stride:2d} {dilation:2d}  {w.sectors / w.requests:15.2f} "
+                  f"{w.dram_bytes / 1e6:6.0f} {1e3 * t:5.2f}  {bound}  {w.kind}")
+    print(f"family: {total['launches']} launches, {total['sectors'] / 1e6:.0f} M sectors, "
+          f"{total['sectors'] / total['requests']:.2f} sectors/request, {total['bank_conflicts'] / 1e6:.1f} M "
+          f"bank conflicts, {total['bytes'] / 1e6:.0f} MB unique, {total['ms']:.2f} ms estimated "
           f"(uncalibrated); the DRAM roof of those bytes: {total['dram_ms']:.2f} ms")
 
 

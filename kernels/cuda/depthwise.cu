@@ -21,9 +21,9 @@
 //     backward-input:   block b -> a 64 x 32 tile of gx plane n*C + c; inside it, thread t
 //                       -> column t % 32 and the 8 rows (t / 32)*8 .. (t / 32)*8 + 7, so a
 //                       warp's 32 lanes hold 32 neighbouring columns of the same 8 rows
-//     backward-weight:  block (r, k) -> chunk k of the sum for weight r = (c, kh, kw);
-//                       inside the chunk, thread t takes elements t, t+256, ... of the
-//                       N*OH*OW products, e decoded (n, oh, ow)  (see reduce.cuh)
+//     backward-weight:  block (c, k) -> run k of 8 consecutive 32 x 32 tiles of channel c's
+//                       outputs (over n, tile row, tile column); inside a tile, thread t
+//                       -> column t % 32 and the 4 rows (t / 32)*4 .. (t / 32)*4 + 3, all taps
 //
 // Pseudo-loop (forward):
 //
@@ -48,20 +48,32 @@
 //                     for r:  s[r] += w[c, 0, kh, kw] * window[oh[r] - oh0, ow - ow0]
 //             gx[n, c, ih0 + r, iw] = s[r]                       (for r = 0..7)
 //
-// Backward-weight sums N*OH*OW products for each of the C*KH*KW weights:
+// Backward-weight sums N*OH*OW products for each of the C*KH*KW weights. Each output's
+// gy meets its KH*KW inputs in the same window of x, so a block stages that window once
+// and adds every tap from it, the taps' sums in registers:
 //
-//     for r = (c, kh, kw), chunk k in parallel:        (a block each)
-//         partial[r, k] = sum over e in chunk k of gy[n, c, oh, ow] * x[n, c, ih, iw]
-//     for r in parallel:  gw[r] = sum_k partial[r, k]  (sum_chunks, one thread per weight)
+//     for c, run k in parallel:                               (a block each)
+//         acc[0..8] = 0                                       (per thread, in registers)
+//         for tile in run k:                                  (n, oh0, ow0)
+//             window = x[n, c, oh0*sh - ph + (0 .. 31*sh + (KH-1)*dh), ow0*sw - pw + ...]
+//                                                             (into shared memory, 0 outside x)
+//             for ow, 4 rows oh of the tile in parallel:      (a thread each)
+//                 g = gy[n, c, oh, ow]
+//                 for kh, kw:  acc[kh*KW + kw] += g * window[oh*sh + kh*dh, ow*sw + kw*dw]
+//         partial[c, tap, k] = sum of acc[tap] over the block (a fixed-order tree)
+//     for c, tap in parallel:  gw[c, tap] = sum_k partial[c, tap, k]  (sum_chunks, in order)
+//
+// A filter of more than 9 taps is summed in passes of 9 over the same tiles.
 //
 // Optimizations:
 //   - Gathers, not scatters, for gx: each thread writes its outputs once, no atomics; the
 //     taps are added in the same (kh, kw) order as on the CPU.
-//   - The weight gradient is split into (weight, chunk) blocks, so even C*KH*KW = 288
-//     weights give thousands of blocks to fill the GPU; the partial sums are added in a
-//     fixed order, so gw is identical from run to run (no atomicAdd).
-//   - Accumulation in a register (T for the KH*KW-term sums, double for the long weight
-//     sums, see reduce.cuh); each output is written exactly once.
+//   - The weight gradient is split into (channel, run of tiles) blocks, hundreds to
+//     thousands per layer; the partial sums are added in a fixed order, so gw is identical
+//     from run to run (no atomicAdd).
+//   - Accumulation in a register: T for the KH*KW-term sums and for a thread's share of a
+//     weight (at most 32 products per run); double from the block's sum on (reduce.cuh says
+//     why). Each output is written exactly once.
 //   - Not done in forward: staging a tile of x in shared memory, as backward-input does.
 //
 // Backward-input, step by step. Fast-SCNN's 14 depthwise layers in a training step at
@@ -87,6 +99,31 @@
 // the weight loads, one 32-byte sector each (a warp reads one weight).
 // Not done: at stride 2 half of a warp's lanes skip each tap (their column is odd), and
 // consecutive rows could share gy values in registers instead of re-reading shared memory.
+//
+// Backward-weight, before and after, over the same 14 layers (tools/depthwise_steps.py
+// --weight: each layer traced with all 12 images of one channel, scaled to its channels,
+// both launches; the same 2.4 GB of unique bytes, a DRAM roof of 0.84 ms):
+//
+//     version                                          sectors  sectors/request  est. ms
+//     0  a block per (weight, chunk): each of the 9
+//        taps re-reads gy and x, with 3 divisions by
+//        run-time sizes per product: bound by
+//        instructions                                     555 M        4.7          7.5
+//     1  a block per (channel, run of tiles): x's
+//        window staged once, all taps from it into
+//        registers, no division per product               142 M        7.2          0.93
+//
+// Sectors fall 4x, sectors per request rise: the flat staging loop hands a warp 32
+// consecutive window values that often straddle two rows, so a request touches two
+// misaligned row pieces (6 to 8 sectors instead of 4 to 5), but a tile needs half the
+// requests of a row-per-warp loop, whose second pass over a 34-wide row keeps 2 lanes busy.
+// fastscnn.estimate says 5.80 -> 2.03 ms for the family: it fits each launch from 64- and
+// 96-pixel images, where the two stride-2 layers of the stem have one tile per image, so
+// their grids (32 and 48 blocks) do not grow between the two runs and the fit keeps a
+// quarter to a third of the SMs busy (0.92 of its 2.03 ms) where the real step has 3072 and
+// 1152 blocks.
+// Not done: consecutive rows of a thread read overlapping window rows (at stride 1, row r's
+// tap kh is row r+1's tap kh-1); holding them in registers would cut the shared loads 3x.
 
 #include "reduce.cuh"
 
@@ -204,33 +241,105 @@ __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, 
         if (ih0 + r < H) gx[(plane * H + ih0 + r) * W + iw] = s[r];
 }
 
-// Block (r, k): partial[r, k] = this chunk's share of gw[r], r = (c*KH + kh)*KW + kw.
-template <typename T>
+// Backward-weight's tiles (kernels/cuda/depthwise.py has the same WTILE_H and TILE_W).
+constexpr int WROWS = 4;                           // output rows per thread
+constexpr int WTILE_H = THREADS / TILE_W * WROWS;  // a tile: WTILE_H x TILE_W outputs (32 x 32)
+constexpr int TAPS = 9;                            // weights a pass keeps in registers (a 3x3 filter)
+// The most x values a block stages: a 32 x 32 tile's window at stride 2 (65 x 65, split by
+// column parity) or at stride 1 up to dilation 16 (64 x 64); 17 KB of float, 35 KB of double.
+constexpr int X_STAGED = 66 * 66;
+
+// Block (c, k): for tiles k*tiles .. (k+1)*tiles - 1 of channel c (tiles run over n, then
+// tile rows, then tile columns), partial[c*KH*KW + t, k] = the tiles' share of gw[c, t].
+template <typename T, int SH, int SW>
 __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C, int H, int W,
                                           int KH, int KW, int sh, int sw, int ph, int pw,
-                                          int dh, int dw, int OH, int OW, int chunk,
+                                          int dh, int dw, int OH, int OW, int tiles,
                                           double* partial)
 {
-    __shared__ double buf[THREADS];
-    const int r = blockIdx.x, k = blockIdx.y;
-    const int kw = r % KW;
-    const int kh = r / KW % KH;
-    const int c = r / (KW * KH);
-    const int length = N * OH * OW;
-    const int end = min(length, (k + 1) * chunk);
-    double s = 0;
-    for (int e = k * chunk + threadIdx.x; e < end; e += THREADS) {
-        const int ow = e % OW;
-        const int oh = e / OW % OH;
-        const int n = e / (OW * OH);
-        const int ih = oh * sh - ph + kh * dh;
-        const int iw = ow * sw - pw + kw * dw;
-        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-        const int plane = n * C + c;
-        s += (double)gy[(plane * OH + oh) * OW + ow] * (double)x[(plane * H + ih) * W + iw];
+    __shared__ T staged[X_STAGED];
+    __shared__ double warp_sums[TAPS][THREADS / 32 + 1];  // + 1: the 9 readers hit 9 banks
+    const int strh = SH > 0 ? SH : sh, strw = SW > 0 ? SW : sw;
+    const int c = blockIdx.x, k = blockIdx.y, chunks = gridDim.y;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int tiles_w = (OW + TILE_W - 1) / TILE_W, tiles_h = (OH + WTILE_H - 1) / WTILE_H;
+    const int first = k * tiles, last = min(first + tiles, N * tiles_h * tiles_w);
+    // Every tile stages the window of a whole tile, rows x cols, with 0 outside the image (at
+    // the plane's edge some of it goes unread).
+    const int rows = (min(WTILE_H, OH) - 1) * strh + (KH - 1) * dh + 1;
+    const int cols = (min(TILE_W, OW) - 1) * strw + (KW - 1) * dw + 1;
+    // At stride 2 a row's even columns go to one plane and its odd ones to another: the 32
+    // lanes of a warp then read 32 consecutive values through every tap (no bank conflict),
+    // and the odd plane starts 16 banks after the even one, so that staging stores are
+    // conflict-free too.
+    constexpr int P = SW == 2 ? 2 : 1;
+    const int half = (cols + P - 1) / P, plane = P == 2 ? (rows * half + 15) / 32 * 32 + 16 : 0;
+    const bool fits = plane + rows * half <= X_STAGED;  // else x is read in place
+    // Staging runs over the window as one flat array: thread t stages values t, t + THREADS,
+    // ..., so a warp stores 32 consecutive values (across a row's end) and no lane idles
+    // while others finish a row. Here are value t's row and column, and the step's.
+    const int r_start = threadIdx.x / cols, q_start = threadIdx.x % cols;
+    const int step_r = THREADS / cols, step_q = THREADS % cols;
+    for (int tap0 = 0; tap0 < KH * KW; tap0 += TAPS) {  // one pass for up to 9 taps
+        // Tap j of this pass reads (dy[j], dx[j]) from the output's first tap, at off[j] in the window.
+        int dy[TAPS], dx[TAPS], off[TAPS];
+        const int taps = min(TAPS, KH * KW - tap0);
+#pragma unroll
+        for (int j = 0, kh = tap0 / KW, kw = tap0 % KW; j < TAPS; ++j) {
+            dy[j] = kh * dh, dx[j] = kw * dw;
+            off[j] = dx[j] % P * plane + dy[j] * half + dx[j] / P;
+            if (++kw == KW) kw = 0, ++kh;
+        }
+        T acc[TAPS] = {};
+        int tw = first % tiles_w, th = first / tiles_w % tiles_h, n = first / (tiles_w * tiles_h);
+        for (int t = first; t < last; ++t) {
+            const int oh_t = th * WTILE_H, ow_t = tw * TILE_W;
+            const int ih0 = oh_t * strh - ph, iw0 = ow_t * strw - pw;  // the window's origin in x
+            const T* xp = x + (n * C + c) * H * W;
+            __syncthreads();  // the previous tile's (and pass's) shared reads are done
+            if (fits)
+                for (int r = r_start, q = q_start; r < rows; r += step_r) {
+                    const int ih = ih0 + r, iw = iw0 + q;
+                    staged[q % P * plane + r * half + q / P] =
+                        ih >= 0 && ih < H && iw >= 0 && iw < W ? xp[ih * W + iw] : T(0);
+                    if ((q += step_q) >= cols) q -= cols, ++r;
+                }
+            __syncthreads();
+            const int ow = ow_t + lane;
+            for (int r = 0; r < WROWS; ++r) {
+                const int oh = oh_t + warp * WROWS + r;
+                if (oh >= OH || ow >= OW) continue;
+                const T g = gy[((n * C + c) * OH + oh) * OW + ow];
+                // The output's first tap, in the window: row y, column q, at `at` in shared memory.
+                const int y = (warp * WROWS + r) * strh, q = lane * strw, at = y * half + q / P;
+#pragma unroll
+                for (int j = 0; j < TAPS; ++j) {
+                    if (j >= taps) break;
+                    const int ih = ih0 + y + dy[j], iw = iw0 + q + dx[j];
+                    if (fits)
+                        acc[j] += g * staged[at + off[j]];
+                    else if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                        acc[j] += g * xp[ih * W + iw];
+                }
+            }
+            if (++tw == tiles_w) tw = 0, ++th;  // the next tile, without a division
+            if (th == tiles_h) th = 0, ++n;
+        }
+        // A fixed-order sum of each tap over the block: a shuffle tree in each warp, then the
+        // 8 warps' sums in order.
+#pragma unroll
+        for (int j = 0; j < TAPS; ++j) {
+            double v = acc[j];
+            for (int d = 16; d > 0; d /= 2) v += __shfl_down_sync(0xffffffffu, v, d);
+            if (lane == 0) warp_sums[j][warp] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x < taps) {
+            double s = 0;
+            for (int w = 0; w < THREADS / 32; ++w) s += warp_sums[threadIdx.x][w];
+            partial[(c * KH * KW + tap0 + threadIdx.x) * chunks + k] = s;
+        }
     }
-    s = block_sum(s, buf);
-    if (threadIdx.x == 0) partial[r * gridDim.y + k] = s;
 }
 
 // gw[r] = sum_k partial[r, k], in order: one thread per weight.

@@ -2,23 +2,28 @@
 
 Forward: one thread per output value. Backward-input: a block per 64 x 32 tile of ``gx``,
 8 rows per thread, compiled per stride (the steps that made it so are told in
-``depthwise.cu``). Backward-weight: a deterministic two-step reduction, a block per (weight,
-chunk) writing a float64 partial sum, then one thread per weight adding its chunks in order.
+``depthwise.cu``). Backward-weight: a deterministic two-step reduction, a block per (channel,
+run of 32 x 32 output tiles) writing a float64 partial sum per tap, then one thread per weight
+adding its runs in order; compiled per stride too.
 The CPU twins: ``kernels/cpu/depthwise.py``.
 """
 import numpy as np
 
-from .launch import THREADS, CudaFile, chunks_for, empty, ints
+from .launch import THREADS, CudaFile, empty, ints
 
 __all__ = ["depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"]
 
-# Backward-input is compiled per stride: Fast-SCNN's (1, 1) and (2, 2), and (0, 0) for any
-# other stride, which the kernel then reads at run time.
+# Backward-input and backward-weight are compiled per stride: Fast-SCNN's (1, 1) and (2, 2),
+# and (0, 0) for any other stride, which the kernel then reads at run time.
 STRIDES = ((1, 1), (2, 2), (0, 0))
 TILE_H, TILE_W = 64, 32  # a block's tile of gx: TILE_H and TILE_W in depthwise.cu
+WTILE_H = 32             # backward-weight's tiles are WTILE_H x TILE_W outputs (depthwise.cu)
+# Tiles per backward-weight block: enough work to pay for the block's final sum, while even
+# Fast-SCNN's layers with the fewest tiles get hundreds of blocks.
+TILES_PER_BLOCK = 8
 CUDA = CudaFile("depthwise.cu", ("depthwise_forward", "depthwise_backward_input",
                                  "depthwise_weight_partials", "sum_chunks"),
-                variants={"depthwise_backward_input": STRIDES})
+                variants={"depthwise_backward_input": STRIDES, "depthwise_weight_partials": STRIDES})
 
 
 def depthwise_forward(x, w, stride, padding, dilation, y):
@@ -37,12 +42,14 @@ def depthwise_backward_input(gy, w, stride, padding, dilation, gx):
 
 
 def depthwise_backward_weight(gy, x, stride, padding, dilation, gw):
-    """``gw`` (C, 1, KH, KW) = dL/dw: per (weight, chunk) partial sums, then their ordered sum."""
-    N, C, H, W = x.shape
-    rows, (OH, OW) = gw.size, gy.shape[2:]
-    chunks, chunk = chunks_for(N * OH * OW)
-    partial = empty((rows, chunks), np.float64)
-    CUDA.launch_rows("depthwise_weight_partials", gy.dtype, rows, chunks,
-                     (gy, x, *ints(N, C, H, W, *gw.shape[2:], *stride, *padding, *dilation, OH, OW, chunk),
-                      partial))
-    CUDA.launch("sum_chunks", gy.dtype, rows, (partial, *ints(rows, chunks), gw))
+    """``gw`` (C, 1, KH, KW) = dL/dw: a block per (channel, run of tiles) sums every tap of its
+    tiles, then each weight's partial sums are added in order."""
+    (N, C, H, W), (OH, OW) = x.shape, gy.shape[2:]
+    specialized = tuple(map(int, stride)) if tuple(stride) in STRIDES else (0, 0)
+    tiles = N * -(-OH // WTILE_H) * -(-OW // TILE_W)
+    chunks = -(-tiles // TILES_PER_BLOCK)
+    partial = empty((gw.size, chunks), np.float64)
+    CUDA.launch_rows("depthwise_weight_partials", (gy.dtype, *specialized), C, chunks,
+                     (gy, x, *ints(N, C, H, W, *gw.shape[2:], *stride, *padding, *dilation, OH, OW,
+                                   TILES_PER_BLOCK), partial))
+    CUDA.launch("sum_chunks", gy.dtype, gw.size, (partial, *ints(gw.size, chunks), gw))

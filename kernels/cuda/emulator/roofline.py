@@ -153,6 +153,24 @@ def _tiled_gather_cost(s, r, shared, rows=8):
             + taps * (_tap_test(s) + MEM) + reads * 4 + rows * MEM)
 
 
+def _tiled_weight_cost(s, r, shared):
+    """depthwise backward-weight as a block per (channel, run of 32 x 32 tiles) that stages x's
+    window in shared memory, in passes of up to 9 taps. Per warp and pass: 5 div/mod to find
+    the tiles, the tap table (a multiply-add or two per tap), per tile its origin, bounds and two
+    barriers; a bounds test, a load and a shared store per staged value; per output row a load
+    of gy, and per tap a shared load and an FMA; the block's sum (a 5-step double shuffle tree
+    per tap, 8 warp sums). Output rows per warp come from the shapes, staged values from the
+    trace (the shared requests that are neither tap reads nor the final sum's 10 per warp)."""
+    taps = s["KH"] * s["KW"]
+    passes = math.ceil(taps / 9)
+    tiles = s["N"] * math.ceil(s["OH"] / 32) * math.ceil(s["OW"] / 32)
+    runs = math.ceil(tiles / s["tiles"])
+    rows = s["N"] * s["OH"] * math.ceil(s["OW"] / 32) / (runs * 8)  # output rows per warp
+    staged = max(shared - rows * taps - passes * 10, 0) / passes
+    return (5 * DIV + 20 + passes * (2 * DIV + 9 * 6 + tiles / runs * 25 + staged * (MEM + 8)
+                                     + rows * (MEM + 6) + 9 * 17 + 24) + rows * taps * 3)
+
+
 def _reduction_cost(iteration, loads_per_iteration, block_sums):
     """Block reductions (reduce.cuh): a loop over the chunk, then ``block_sums`` shared-memory trees
     of 8 levels (about 8 instructions each: load, add, store, compare, barrier)."""
@@ -170,8 +188,6 @@ COSTS = {
     # 4 div/mod decoding, 5 per row and per tap for the bounds, 2 loads + FMA per tap inside
     "depthwise_forward": lambda s, r: 4 * DIV + 12 + 5 * s["KH"] + 5 * s["KH"] * s["KW"]
                                       + _taps(r) * (2 * MEM + 1),
-    # per element of the chunk: 3 div/mod decoding (n, oh, ow), bounds, 2 loads, FP64 FMA
-    "depthwise_weight_partials": _reduction_cost(3 * DIV + 30, 2, 1),
     "sum_chunks": lambda s, r: 10 + 5 * s["chunks"],
     # per element: channel_at (a div/mod), a load, FP64 subtract, add, FMA
     "stat_partials": _reduction_cost(DIV + 13, 1, 2),
@@ -211,7 +227,8 @@ def _default_cost(s, r):
 
 
 # Kernels whose count needs the shared-memory requests per warp too: f(scalars, requests, shared).
-SHARED_COSTS = {"depthwise_backward_input": _tiled_gather_cost}
+SHARED_COSTS = {"depthwise_backward_input": _tiled_gather_cost,
+                "depthwise_weight_partials": _tiled_weight_cost}
 
 
 def instructions_per_thread(launch):
