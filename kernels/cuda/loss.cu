@@ -113,3 +113,114 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
     const T coef = gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
     glogits[i] = coef * prob[i] - (c == t ? coef : T(0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fused heads: F.upsample_cross_entropy, i.e. cross_entropy(interpolate(x, (OH, OW))),
+// without the full-resolution logits, probabilities or their gradient in memory.
+//
+// Math. z_c(oh, ow) = bilinear_at(x[n, c], source_index(oh), source_index(ow)) (upsample.cu),
+// then the loss above with lse = m + log(s) kept per pixel (one value, not C). The gradient is
+// the bilinear backward of glogits, done in two separable passes, each a gather in a fixed order:
+//
+//     g_c(oh, ow)     = coef * (exp(z_c - lse) - [c == t])      (coef = gloss * weight[t], 0 if ignored)
+//     rows[n,c,oh,w]  = sum over ow reading column w:  weight_of(source_index(ow), w) * g_c(oh, ow)
+//     gx[n,c,h,w]     = sum over oh reading row h:     weight_of(source_index(oh), h) * rows[n,c,oh,w]
+//
+// The second line is this file's backward_width; the third is upsample.cu's bilinear_backward
+// on rows (OH x W) with the width left as it is. rows is 1/r of full resolution (1/8 for the
+// main head), the only full-height array of the backward; g is never stored.
+//
+// Shapes. x, gx: (N, C, H, W) low resolution; target, loss, lse, gloss: (N, OH, OW).
+//
+// Thread-to-index mapping (256 threads per block):
+//
+//     forward:         thread p -> full-resolution pixel p = (n, oh, ow), ow fastest
+//     backward_width:  thread i -> (n, oh, w), w fastest; it writes rows[n, c, oh, w] for every c
+//
+// Pseudo-loop (backward_width):
+//
+//     for n, oh, w in parallel:
+//         rows[n, :, oh, w] = 0
+//         for ow in [first_output_at(w - 1), first_output_at(w + 1)):   (about 2/r pixels)
+//             a = weight_of(source_index(ow), w) * coef(n, oh, ow)
+//             for c: rows[n, c, oh, w] += a * (exp(z_c(oh, ow) - lse) - [c == t])
+//
+// Each thread owns its C outputs, so it adds into them in global memory (no atomics); its
+// pixels' target, coef and lse are read once per pixel, not once per class.
+//
+// What the unfused heads did, and what fusing bought: bilinear forward wrote the full-resolution
+// logits (N*C*OH*OW), cross-entropy read them and wrote prob (as many), its backward read prob
+// and wrote glogits (as many), and bilinear backward read glogits: 4 full-resolution C-channel
+// tensors per head. Here the forward writes 2 values per pixel (loss, lse) and the backward
+// reads 2-3 and writes rows (C values per 1/r pixels); the low-resolution x (C values per
+// r*r pixels) stays in L1/L2. Estimated (uncalibrated, H100, the training step at batch 12,
+// 1024x1024): see fastscnn.estimate's "fused heads" family against bilinear forward/backward
+// and cross-entropy forward/backward before.
+
+#include "bilinear.cuh"
+
+// Per full-resolution pixel: interpolate the C logits, then the loss, and lse for the backward.
+template <typename T, typename L>
+__global__ void upsample_cross_entropy_forward(const T* x, const L* target, const T* weight, int weighted,
+                                               long long ignore_index, int N, int C, int H, int W, int OH,
+                                               int OW, T rh, T rw, int align_corners, T* loss, T* lse,
+                                               long long check, long long* first_bad)
+{
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= N * OH * OW) return;
+    const int ow = p % OW;
+    const int oh = p / OW % OH;
+    const T* z = x + p / (OW * OH) * C * H * W;  // class c's plane at z + c * H * W
+    const Source<T> sh = source_index(oh, H, OH, rh, align_corners);
+    const Source<T> sw = source_index(ow, W, OW, rw, align_corners);
+    T m = bilinear_at(z, W, sh, sw);
+    for (int c = 1; c < C; ++c) m = fmax(m, bilinear_at(z + c * H * W, W, sh, sw));
+    T s = 0;
+    for (int c = 0; c < C; ++c) s += exp(bilinear_at(z + c * H * W, W, sh, sw) - m);
+    const T l = m + log(s);
+    lse[p] = l;
+    const long long t = target[p];
+    if (t == ignore_index) {
+        loss[p] = 0;
+        return;
+    }
+    if (t < 0 || t >= C) {
+        atomicMin(first_bad, check << 32 | p);
+        return;
+    }
+    loss[p] = (weighted ? weight[t] : T(1)) * (l - bilinear_at(z + t * H * W, W, sh, sw));
+}
+
+// rows[n, c, oh, w]: the softmax gradient of the pixels of row oh that read column w, weighted.
+template <typename T, typename L>
+__global__ void upsample_cross_entropy_backward_width(const T* gloss, int gloss_step, const T* x, const T* lse,
+                                                      const L* target, const T* weight, int weighted,
+                                                      long long ignore_index, int N, int C, int H, int W,
+                                                      int OH, int OW, T rh, T rw, int align_corners, T* rows,
+                                                      long long check, long long* first_bad)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N * OH * W) return;
+    const int w = i % W;
+    const int oh = i / W % OH;
+    const int n = i / (W * OH);
+    const T* z = x + n * C * H * W;
+    T* out = rows + (n * C * OH + oh) * W + w;  // class c's output at out[c * OH * W]
+    for (int c = 0; c < C; ++c) out[c * OH * W] = 0;
+    const Source<T> sh = source_index(oh, H, OH, rh, align_corners);
+    const int end = first_output_at(w + 1, W, OW, rw, align_corners);
+    for (int ow = first_output_at(w - 1, W, OW, rw, align_corners); ow < end; ++ow) {
+        const int p = (n * OH + oh) * OW + ow;
+        const long long t = target[p];
+        if (t == ignore_index) continue;
+        if (t < 0 || t >= C) {
+            atomicMin(first_bad, check << 32 | p);
+            return;
+        }
+        const Source<T> sw = source_index(ow, W, OW, rw, align_corners);
+        const T a = weight_of(sw, w) * gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
+        const T l = lse[p];
+        for (int c = 0; c < C; ++c)
+            out[c * OH * W] += a * (exp(bilinear_at(z + c * H * W, W, sh, sw) - l) - (c == t ? T(1) : T(0)));
+    }
+}
