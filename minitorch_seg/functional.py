@@ -417,8 +417,9 @@ class CrossEntropyFunction(Function):
         return glogits, None, None, None, None
 
 
-def _check_loss_args(op, input, target, weight, reduction, target_shape):
-    """Check a loss's arguments; return ``(target as a contiguous uint8 or int64 array, weight's array)``."""
+def _check_loss_args(op, input, target, weight, reduction, expected):
+    """Check a loss's arguments, the target's shape against ``expected`` (a name, such as "OH",
+    stands for any size); return ``(target as a contiguous uint8 or int64 array, weight's array)``."""
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{op}: reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
     t = target.data if isinstance(target, Tensor) else target
@@ -428,8 +429,8 @@ def _check_loss_args(op, input, target, weight, reduction, target_shape):
     if device_of(t) != input.device:
         raise RuntimeError(f"{op}: target: expected a tensor on {input.device} (like input), "
                            f"got {device_of(t)}")
-    if not target_shape(tuple(t.shape)):
-        raise ValueError(f"{op}: target: expected shape {target_shape.__doc__} for input {input.shape}, "
+    if len(t.shape) != len(expected) or any(e != s for e, s in zip(expected, t.shape) if isinstance(e, int)):
+        raise ValueError(f"{op}: target: expected shape ({', '.join(map(str, expected))}) for input {input.shape}, "
                          f"got {tuple(t.shape)}")
     if weight is not None:
         _check_like(op, "weight", weight, input, (input.shape[1],))
@@ -451,11 +452,7 @@ def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"
         raise ValueError(f"{op}: input: expected logits (N, C, H, W) or (N, C), got shape {input.shape}")
     n, c = input.shape[:2]
     expected = (n,) + input.shape[2:]
-
-    def same(shape):
-        return shape == expected
-    same.__doc__ = str(expected)
-    t, w = _check_loss_args(op, input, target, weight, reduction, same)
+    t, w = _check_loss_args(op, input, target, weight, reduction, expected)
     logits = input if input.ndim == 4 else input.reshape(n, c, 1, 1)
     out = CrossEntropyFunction.apply(logits, t.reshape((n,) + logits.shape[2:]), w, int(ignore_index), reduction)
     return out.reshape(expected) if reduction == "none" else out
@@ -491,11 +488,7 @@ def upsample_cross_entropy(input, target, align_corners=False, weight=None, igno
     """
     op = "upsample_cross_entropy"
     _check_input(op, "input", input, 4, "(N, C, H, W)")
-
-    def batch_of_maps(shape):
-        return len(shape) == 3 and shape[0] == input.shape[0] and min(shape) > 0
-    batch_of_maps.__doc__ = f"({input.shape[0]}, OH, OW)"
-    t, w = _check_loss_args(op, input, target, weight, reduction, batch_of_maps)
+    t, w = _check_loss_args(op, input, target, weight, reduction, (input.shape[0], "OH", "OW"))
     (h, w_in), (oh, ow) = input.shape[2:], t.shape[1:]
     ratio = (_ratio(h, oh, None, align_corners), _ratio(w_in, ow, None, align_corners))
     return UpsampleCrossEntropyFunction.apply(input, t, w, int(ignore_index), reduction, ratio, bool(align_corners))
