@@ -159,6 +159,17 @@ def _reduction_cost(iteration, loads_per_iteration, block_sums):
     return lambda s, r: 10 + max(r - 1, 0) / loads_per_iteration * iteration + block_sums * 8 * 8
 
 
+def _heads_width_cost(s, r):
+    """The fused heads' width pass: 3 div/mod decoding, C zeroing stores, a source_index, 2 binary
+    searches of log2(OW) steps (about 16 each), then per full-resolution pixel read (trip count
+    from the requests: C stores, then per pixel target, gloss, weight and lse and C x (4 loads of
+    bilinear_at, a load and a store of the output)) its source_index and weight (about 20), and
+    per class bilinear_at (6 FMA), an exp (about 16) and the add."""
+    C = s["C"]
+    pixels = max(r - C, 0) / (4 + 6 * C)
+    return 3 * DIV + 30 + C * MEM + 32 * math.log2(max(s["OW"], 2)) + pixels * (4 * MEM + 20 + C * (6 * MEM + 26))
+
+
 # Warp instructions per thread of each kernel: f(scalars, global requests per warp). The
 # requests per warp stand in for loop trip counts: a warp issues one request per load that
 # any of its lanes executes, so a loop with one load issues one request per iteration.
@@ -194,6 +205,12 @@ COSTS = {
     "cross_entropy_forward": lambda s, r: 2 * DIV + 20 + s["C"] * (4 * MEM + 20),
     # 3 div/mod decoding, target load, coefficient, prob load, store
     "cross_entropy_backward": lambda s, r: 3 * DIV + 20 + 4 * MEM,
+    # the fused heads (loss.cu): per pixel, 3 div/mod decoding, two source_index (about 12
+    # each), per class a bilinear_at (4 loads, 6 FMA), the online softmax's compare, exp
+    # (about 16) and add, then a log, the target's logit, target and 2 stores
+    "upsample_cross_entropy_forward": lambda s, r: (3 * DIV + 50 + s["C"] * (4 * MEM + 6 + 20)
+                                                    + 4 * MEM + 6 + 3 * MEM),
+    "upsample_cross_entropy_backward_width": lambda s, r: _heads_width_cost(s, r),
     "avg_pool2d_forward": lambda s, r: 3 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
     "avg_pool2d_backward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
     "adaptive_avg_pool2d_forward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
