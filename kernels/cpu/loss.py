@@ -56,8 +56,12 @@ own row; the height pass is ``bilinear_backward`` on ``rows`` (see ``kernels/cud
 
     for r in prange(N*OH):                          # one output row (n, oh) per iteration
         z[c, :] = the row oh of x[n, c] resized     (for every c)
-        z[c, ow] = coef[ow] * (exp(z[c, ow] - lse[n, oh, ow]) - [c == t])
+        z[c, ow] = coef[ow] * (exp(z[c, ow] - lse[n, oh, ow]) - [c == t])     (class by class)
         rows[n, c, oh, :] = 0;  rows[n, c, oh, w0[ow]] += lw0[ow] * z[c, ow];  (w1 likewise)
+
+Every loop runs class by class with the pixel innermost, as in the plain cross-entropy: the
+exponentials over a contiguous row (about twice as fast here as a pixel at a time, C classes
+apart in memory).
 """
 import numpy as np
 from numba import njit, prange
@@ -192,16 +196,23 @@ def _upsample_cross_entropy_backward_width(gloss, gloss_step, x, lse, target, we
         n, oh = r // OH, r % OH
         z, t = np.empty((C, OW), x.dtype), np.empty(W, x.dtype)
         _resized_row(x, n, h0[oh], h1[oh], lh0[oh], lh1[oh], w0, w1, lw0, lw1, t, z)
-        rows[n, :, oh, :] = 0
+        coef = np.zeros(OW, x.dtype)
         for ow in range(OW):
             k = target[n, oh, ow]
-            if k == ignore_index:
-                continue
-            coef = gloss[(r * OW + ow) * gloss_step] * (weight[k] if weighted else 1)
-            for c in range(C):
-                g = coef * (np.exp(z[c, ow] - lse[n, oh, ow]) - (1 if c == k else 0))
-                rows[n, c, oh, w0[ow]] += lw0[ow] * g
-                rows[n, c, oh, w1[ow]] += lw1[ow] * g
+            if k != ignore_index:
+                coef[ow] = gloss[(r * OW + ow) * gloss_step] * (weight[k] if weighted else 1)
+        for c in range(C):
+            for ow in range(OW):
+                z[c, ow] = coef[ow] * np.exp(z[c, ow] - lse[n, oh, ow])
+        for ow in range(OW):
+            k = target[n, oh, ow]
+            if k != ignore_index:
+                z[k, ow] -= coef[ow]
+        rows[n, :, oh, :] = 0
+        for c in range(C):
+            for ow in range(OW):
+                rows[n, c, oh, w0[ow]] += lw0[ow] * z[c, ow]
+                rows[n, c, oh, w1[ow]] += lw1[ow] * z[c, ow]
 
 
 def upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse):
