@@ -140,13 +140,17 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
 // Pseudo-loop (backward_width):
 //
 //     for n, oh, w in parallel:
-//         rows[n, :, oh, w] = 0
-//         for ow in [first_output_at(w - 1), first_output_at(w + 1)):   (about 2/r pixels)
-//             a = weight_of(source_index(ow), w) * coef(n, oh, ow)
-//             for c: rows[n, c, oh, w] += a * (exp(z_c(oh, ow) - lse) - [c == t])
+//         for each chunk of CHUNK pixels ow in [first_output_at(w - 1), first_output_at(w + 1)):
+//             a[k] = weight_of(source_index(ow), w) * coef(n, oh, ow);  lse[k], t[k]   (registers)
+//             for c:
+//                 tl, tc, tr = rows sh.i0 and sh.i1 of x[n, c] mixed, at columns w-1, w, w+1
+//                 s = 0 (first chunk) or rows[n, c, oh, w]
+//                 for k: s += a[k] * (exp(z_k(tl, tc, tr) - lse[k]) - [c == t[k]])
+//                 rows[n, c, oh, w] = s
 //
-// Each thread owns its C outputs, so it adds into them in global memory (no atomics); its
-// pixels' target, coef and lse are read once per pixel, not once per class.
+// Every pixel that reads column w reads it as i0 or i1, so its other column is w-1 or w+1:
+// 3 row-mixed values per class serve all of a thread's about 2/r pixels, and z_k is the same
+// two FMAs bilinear_at does. Each thread owns its C outputs: no atomics, a fixed order.
 //
 // The forward takes the softmax online (a running max m and sum s rescaled when m grows):
 // one interpolation and one exp per class instead of a max pass and a sum pass, as every
@@ -158,9 +162,23 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
 // and wrote glogits (as many), and bilinear backward read glogits: 4 full-resolution C-channel
 // tensors per head. Here the forward writes 2 values per pixel (loss, lse) and the backward
 // reads 2-3 and writes rows (C values per 1/r pixels); the low-resolution x (C values per
-// r*r pixels) stays in L1/L2. Estimated (uncalibrated, H100, the training step at batch 12,
-// 1024x1024): see fastscnn.estimate's "fused heads" family against bilinear forward/backward
-// and cross-entropy forward/backward before.
+// r*r pixels) stays in L1/L2. The training step at batch 12, 1024x1024, 3 heads, H100, all
+// estimated (uncalibrated) by `python -m fastscnn.benchmark --device cuda --estimate H100`:
+//
+//     before: bilinear forward + backward, cross-entropy forward + backward (12 launches)
+//             3.42 + 5.21 + 2.18 + 2.83 = 13.6 ms, 18.1 GB unique bytes, 2.0-18.8 sectors/request
+//     fused, first version (two softmax passes; backward_width a pixel at a time, adding
+//             into rows in global memory for every pixel and class): 1.9 + 3.66 ms
+//     now:    forward 1.39 ms (online softmax), backward_width 2.64 ms (chunks in registers,
+//             3 row mixes per class), 2.4 and 4.1 sectors/request, 1.65 GB; + the height
+//             passes, in "bilinear backward" with the 5 small resizes of the pyramid pooling
+//             and the fusion (1.19 ms for all 8): about 5.2 ms; the step 51.8 -> 43.6 ms
+//
+// Both kernels are bound by instructions, not memory (the roof of 1.65 GB is about 0.6 ms):
+// C exps per pixel in the forward and 2C in backward_width, which visits each pixel from
+// both columns it reads. Not done: let only a pixel's left column handle it and write two
+// partial sums that a height pass of its own adds (half the exps, and no binary searches
+// along the width in the height pass).
 
 #include "bilinear.cuh"
 
@@ -203,6 +221,10 @@ __global__ void upsample_cross_entropy_forward(const T* x, const L* target, cons
 }
 
 // rows[n, c, oh, w]: the softmax gradient of the pixels of row oh that read column w, weighted.
+// The pixels go CHUNK at a time: their weighted coefficient a, lse, class and x-weights wait
+// in registers while the class loop runs, and each class reads its 3 row-mixed columns once.
+constexpr int CHUNK = 8;
+
 template <typename T, typename L>
 __global__ void upsample_cross_entropy_backward_width(const T* gloss, int gloss_step, const T* x, const T* lse,
                                                       const L* target, const T* weight, int weighted,
@@ -215,23 +237,43 @@ __global__ void upsample_cross_entropy_backward_width(const T* gloss, int gloss_
     const int w = i % W;
     const int oh = i / W % OH;
     const int n = i / (W * OH);
-    const T* z = x + n * C * H * W;
-    T* out = rows + (n * C * OH + oh) * W + w;  // class c's output at out[c * OH * W]
-    for (int c = 0; c < C; ++c) out[c * OH * W] = 0;
     const Source<T> sh = source_index(oh, H, OH, rh, align_corners);
+    const int begin = first_output_at(w - 1, W, OW, rw, align_corners);
     const int end = first_output_at(w + 1, W, OW, rw, align_corners);
-    for (int ow = first_output_at(w - 1, W, OW, rw, align_corners); ow < end; ++ow) {
-        const int p = (n * OH + oh) * OW + ow;
-        const long long t = target[p];
-        if (t == ignore_index) continue;
-        if (t < 0 || t >= C) {
-            atomicMin(first_bad, check << 32 | p);
-            return;
+    T* out = rows + (n * C * OH + oh) * W + w;  // class c's output at out[c * OH * W]
+    for (int first = begin; first == begin || first < end; first += CHUNK) {  // once at least: write 0
+        T a[CHUNK], l[CHUNK], l0[CHUNK], l1[CHUNK];
+        int t[CHUNK];
+        bool from_left[CHUNK], to_right[CHUNK];  // reads column w-1 as i0, w+1 as i1 (else w)
+        for (int k = 0; k < CHUNK; ++k) {
+            const int ow = first + k, p = (n * OH + oh) * OW + ow;
+            a[k] = 0;  // 0: no pixel, or one that adds nothing (ignored, weight 0)
+            if (ow >= end) continue;
+            const long long tp = target[p];
+            if (tp == ignore_index) continue;
+            if (tp < 0 || tp >= C) {
+                atomicMin(first_bad, check << 32 | p);
+                return;
+            }
+            t[k] = (int)tp;
+            const Source<T> sw = source_index(ow, W, OW, rw, align_corners);
+            a[k] = weight_of(sw, w) * gloss[p * gloss_step] * (weighted ? weight[t[k]] : T(1));
+            l[k] = lse[p], l0[k] = sw.l0, l1[k] = sw.l1, from_left[k] = sw.i0 < w, to_right[k] = sw.i1 > w;
         }
-        const Source<T> sw = source_index(ow, W, OW, rw, align_corners);
-        const T a = weight_of(sw, w) * gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
-        const T l = lse[p];
-        for (int c = 0; c < C; ++c)
-            out[c * OH * W] += a * (exp(bilinear_at(z + c * H * W, W, sh, sw) - l) - (c == t ? T(1) : T(0)));
+        for (int c = 0; c < C; ++c) {
+            const T* row0 = x + ((n * C + c) * H + sh.i0) * W;
+            const T* row1 = x + ((n * C + c) * H + sh.i1) * W;
+            const int left = max(w - 1, 0), right = min(w + 1, W - 1);
+            const T tl = sh.l0 * row0[left] + sh.l1 * row1[left];  // as bilinear_at mixes rows
+            const T tc = sh.l0 * row0[w] + sh.l1 * row1[w];
+            const T tr = sh.l0 * row0[right] + sh.l1 * row1[right];
+            T s = first == begin ? T(0) : out[c * OH * W];
+            for (int k = 0; k < CHUNK; ++k) {
+                if (a[k] == T(0)) continue;
+                const T z = l0[k] * (from_left[k] ? tl : tc) + l1[k] * (to_right[k] ? tr : tc);
+                s += a[k] * (exp(z - l[k]) - (c == t[k] ? T(1) : T(0)));
+            }
+            out[c * OH * W] = s;
+        }
     }
 }

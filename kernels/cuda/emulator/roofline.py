@@ -160,14 +160,14 @@ def _reduction_cost(iteration, loads_per_iteration, block_sums):
 
 
 def _heads_width_cost(s, r):
-    """The fused heads' width pass: 3 div/mod decoding, C zeroing stores, a source_index, 2 binary
-    searches of log2(OW) steps (about 16 each), then per full-resolution pixel read (trip count
-    from the requests: C stores, then per pixel target, gloss, weight and lse and C x (4 loads of
-    bilinear_at, a load and a store of the output)) its source_index and weight (about 20), and
-    per class bilinear_at (6 FMA), an exp (about 16) and the add."""
+    """The fused heads' width pass (loss.cu): 3 div/mod decoding, a source_index, 2 binary searches
+    of log2(OW) steps (about 16 each), then per chunk of 8 pixels (count from the requests: per
+    chunk up to 8 x 4 pixel loads, then C x (6 loads and a store, a load after the first)) the
+    pixels' loads and source_index (about 20 each), and per class the 3 row mixes and per pixel
+    slot a test, 2 selects and 2 FMA, an exp (about 16) and the add (about 24)."""
     C = s["C"]
-    pixels = max(r - C, 0) / (4 + 6 * C)
-    return 3 * DIV + 30 + C * MEM + 32 * math.log2(max(s["OW"], 2)) + pixels * (4 * MEM + 20 + C * (6 * MEM + 26))
+    chunks = max(1.0, r / (32 + 7.5 * C))
+    return 3 * DIV + 30 + 32 * math.log2(max(s["OW"], 2)) + chunks * (8 * (4 * MEM + 20) + C * (8 * MEM + 6 + 8 * 24))
 
 
 # Warp instructions per thread of each kernel: f(scalars, global requests per warp). The
