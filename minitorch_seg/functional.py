@@ -430,8 +430,8 @@ def _check_loss_args(op, input, target, weight, reduction, expected):
         raise RuntimeError(f"{op}: target: expected a tensor on {input.device} (like input), "
                            f"got {device_of(t)}")
     if len(t.shape) != len(expected) or any(e != s for e, s in zip(expected, t.shape) if isinstance(e, int)):
-        raise ValueError(f"{op}: target: expected shape ({', '.join(map(str, expected))}) for input {input.shape}, "
-                         f"got {tuple(t.shape)}")
+        shape = ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "")  # as a tuple prints
+        raise ValueError(f"{op}: target: expected shape ({shape}) for input {input.shape}, got {tuple(t.shape)}")
     if weight is not None:
         _check_like(op, "weight", weight, input, (input.shape[1],))
     if t.dtype not in (np.uint8, np.int64):  # the kernels read uint8 labels or int64 indices
@@ -465,8 +465,7 @@ class UpsampleCrossEntropyFunction(Function):
     def forward(ctx, x, target, weight, ignore_index, reduction, ratio, align_corners):
         loss, lse = ops.upsample_cross_entropy_forward(x, target, weight, ignore_index, ratio, align_corners)
         ctx.save_for_backward(x, lse, target, weight)
-        ctx.args = ignore_index, ratio, align_corners
-        ctx.reduction = reduction
+        ctx.args, ctx.reduction = (ignore_index, ratio, align_corners), reduction
         return _reduce(ctx, loss, target, weight, ignore_index, reduction)
 
     @staticmethod
