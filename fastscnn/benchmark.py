@@ -50,7 +50,7 @@ import minitorch_seg.functional as F
 from fastscnn.argtypes import parse_size, positive_int
 from fastscnn.model import FastSCNN
 from fastscnn.palette import NUM_CLASSES
-from fastscnn.torch_reference import import_torch, torch_fastscnn
+from fastscnn.torch_reference import head_losses, import_torch, torch_fastscnn
 from fastscnn.train import TrainConfig, resolve
 from fastscnn.workloads import IGNORE, images, labels, our_inference, our_train_step
 from minitorch_seg.benchmark import (WARMUP, busy_note, check_cuda, configure_torch, counters,
@@ -97,13 +97,9 @@ def torch_saved_bytes(twin, torch, x, y, device):
 
     twin.train()
     data, target = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-    ce, aux_weight = torch.nn.functional.cross_entropy, resolve(TrainConfig()).aux_weight
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        main, *aux = twin(data)
-        loss = ce(main, target, ignore_index=IGNORE)
-        for a in aux:
-            loss = loss + ce(a, target, ignore_index=IGNORE) * aux_weight
-    del loss, main, aux
+        loss = head_losses(torch, twin(data), target, resolve(TrainConfig()).aux_weight, IGNORE)
+    del loss
     return sum(storages.values())
 
 
@@ -115,14 +111,10 @@ def torch_train_step(twin, torch, x, y, device):
               {"params": [p for p in twin.parameters() if id(p) in depthwise], "weight_decay": 0.0}]
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     data, target = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-    ce = torch.nn.functional.cross_entropy
     twin.train()
 
     def step():
-        main, *aux = twin(data)
-        loss = ce(main, target, ignore_index=IGNORE)
-        for a in aux:
-            loss = loss + ce(a, target, ignore_index=IGNORE) * cfg.aux_weight
+        loss = head_losses(torch, twin(data), target, cfg.aux_weight, IGNORE)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -204,7 +196,8 @@ def _function_classes():
 
 
 _FAMILY_OF = {F.BatchNormFunction: "batchnorm", F.ReLUFunction: "relu", F.BilinearFunction: "upsample",
-              F.AvgPool2dFunction: "pool", F.AdaptiveAvgPool2dFunction: "pool", F.CrossEntropyFunction: "loss"}
+              F.AvgPool2dFunction: "pool", F.AdaptiveAvgPool2dFunction: "pool", F.CrossEntropyFunction: "loss",
+              F.UpsampleCrossEntropyFunction: "loss"}
 
 
 def family(cls, ctx):

@@ -42,6 +42,7 @@ FAMILIES = {
     "eval_coefficients": "BN forward",
     "cross_entropy_backward": "cross-entropy backward",
     "cross_entropy_forward": "cross-entropy forward",
+    "upsample_cross_entropy_forward": "fused heads", "upsample_cross_entropy_backward_width": "fused heads",
     "im2col": "im2col",
     "depthwise_forward": "depthwise forward",
     "col2im": "col2im, dropout, pooling, SGD", "dropout": "col2im, dropout, pooling, SGD",

@@ -33,7 +33,8 @@ Choices the paper leaves open, and ours:
 - Bilinear upsampling uses ``align_corners=False`` (PyTorch's default).
 - Auxiliary heads (training only): on the learning-to-downsample output (64 ch) and on the
   global feature extractor output (128 ch), each conv3x3 -> 32 + BN + ReLU, dropout 0.1,
-  1x1 -> classes, upsampled to the input size; their losses are weighted 0.4.
+  1x1 -> classes; their losses are weighted 0.4. In training every head is upsampled to the
+  label size inside its loss (``F.upsample_cross_entropy``), not in the model.
 
 Variants. Published PyTorch checkpoints were trained on two other readings of the paper;
 ``FastSCNN(variant=...)`` builds each one exactly, so their weights run here
@@ -203,9 +204,12 @@ class FastSCNN(nn.Module):
 
     ``variant``: ``"paper"`` (default), ``"mmseg"`` or ``"tramac"``, the architectures of the
     module docstring's table. ``forward(x)`` takes normalized images (N, 3, H, W) and returns
-    logits (N, classes, H, W); in training mode with ``aux=True`` it returns
-    ``(logits, aux_ltd, aux_gfe)``, the auxiliary logits also at (H, W) (``"tramac"`` has no
-    ``aux_gfe``: it returns ``(logits, aux_ltd)``).
+    logits (N, classes, H, W), upsampled bilinearly from the classifier's 1/8 resolution. In
+    training mode with ``aux=True`` it returns its heads at their own resolution instead,
+    ``(logits, aux_ltd, aux_gfe)`` at 1/8, 1/8 and 1/32 of (H, W) (``"tramac"`` has no
+    ``aux_gfe``: ``(logits, aux_ltd)``), for :class:`fastscnn.losses.SegmentationLoss` to
+    upsample inside the loss (``F.upsample_cross_entropy``: no full-resolution logits are ever
+    stored), with ``align_corners`` the variant's.
     """
 
     def __init__(self, num_classes=19, aux=True, variant="paper"):
@@ -229,13 +233,10 @@ class FastSCNN(nn.Module):
         size = x.shape[2:]
         high = self.learning_to_downsample(x)
         low = self.global_feature_extractor(high)
-        logits = self._upsample(self.classifier(self.feature_fusion(high, low)), size)
+        logits = self.classifier(self.feature_fusion(high, low))
         if not (self.training and self.aux):
-            return logits
-        outputs = (logits, self._upsample(self.aux_ltd(high), size))
+            return F.interpolate(logits, size=size, align_corners=self.align_corners)
+        outputs = (logits, self.aux_ltd(high))
         if hasattr(self, "aux_gfe"):
-            outputs += (self._upsample(self.aux_gfe(low), size),)
+            outputs += (self.aux_gfe(low),)
         return outputs
-
-    def _upsample(self, x, size):
-        return F.interpolate(x, size=size, align_corners=self.align_corners)

@@ -7,7 +7,10 @@ copies our parameters and batch-norm running statistics into it. Layers map one 
 (``Conv2d``, ``BatchNorm2d``, ``BatchNormReLU2d``, ``ReLU``, ``Dropout``, ``Sequential``,
 ``ModuleList``); the
 blocks with their own ``forward`` (bottleneck, pyramid pooling, feature fusion, the heads,
-the network) get a torch twin written line for line after the one in ``fastscnn.model``.
+the network) get a torch twin written line for line after the one in ``fastscnn.model``:
+in training mode with the auxiliary heads it too returns them at their own resolution, and
+:func:`head_losses` upsamples and takes the cross-entropy of each, unfused (the same maths as
+our ``F.upsample_cross_entropy``).
 
 Used by the parity tests and by ``fastscnn.benchmark --compare-torch``. PyTorch is an
 optional dependency: it is imported when a torch model is asked for, never at import time.
@@ -95,13 +98,25 @@ def _twins():
             size = x.shape[2:]
             high = self.learning_to_downsample(x)
             low = self.global_feature_extractor(high)
-            logits = upsample(self.classifier(self.feature_fusion(high, low)), size)
+            logits = self.classifier(self.feature_fusion(high, low))
             if not (self.training and self.aux):
-                return logits
-            return (logits, upsample(self.aux_ltd(high), size), upsample(self.aux_gfe(low), size))
+                return upsample(logits, size)
+            return logits, self.aux_ltd(high), self.aux_gfe(low)  # at their own resolution, as ours
 
     return types.SimpleNamespace(torch=torch, BatchNormReLU=BatchNormReLU, Bottleneck=Bottleneck, PyramidPooling=PyramidPooling,
                                  FeatureFusion=FeatureFusion, Head=Head, FastSCNN=FastSCNN)
+
+
+def head_losses(torch, heads, target, aux_weight, ignore_index=255):
+    """The training loss of the twin's heads (each at its own resolution): upsample to the
+    target's size, then cross-entropy, the main head's plus ``aux_weight`` x each auxiliary one."""
+    TF = torch.nn.functional
+    main, *aux = (TF.interpolate(h, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=False)
+                  for h in heads)
+    loss = TF.cross_entropy(main, target, ignore_index=ignore_index)
+    for a in aux:
+        loss = loss + TF.cross_entropy(a, target, ignore_index=ignore_index) * aux_weight
+    return loss
 
 
 def _mirror(module):

@@ -493,7 +493,8 @@ def _run(cfg, progress):
     model = FastSCNN(NUM_CLASSES, aux=True).to(cfg.device)
     optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = mts.optim.PolyLR(optimizer, max_iters, cfg.power)
-    criterion = SegmentationLoss(cfg.aux_weight, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept)
+    criterion = SegmentationLoss(cfg.aux_weight, cfg.ohem, cfg.ohem_thresh, cfg.ohem_min_kept,
+                                 align_corners=model.align_corners)
     ckpt_path, best_path, log_path = out / CHECKPOINT, out / BEST, out / LOG
     start, elapsed, skipped_before, history = 0, 0.0, 0, []
     if state is not None:

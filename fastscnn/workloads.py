@@ -42,7 +42,7 @@ def our_train_step(model, x, y, device):
     ``y``, its optimizer, and a function running just the forward pass and the loss."""
     cfg = resolve(TrainConfig())  # the recipe's values (a TrainConfig field left None means default)
     optimizer = mts.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
-    criterion = SegmentationLoss(cfg.aux_weight)
+    criterion = SegmentationLoss(cfg.aux_weight, align_corners=model.align_corners)
     data, target = mts.tensor(x, device=device), mts.device.to_device(y, device)
     model.train()
 

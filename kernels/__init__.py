@@ -36,6 +36,9 @@ arrays ``sgd_step`` updates::
     bilinear_backward(gy, x_shape, ratio, align_corners) -> gx
     cross_entropy_forward(logits, target, weight, ignore_index) -> (loss, prob)   # prob: softmax
     cross_entropy_backward(gloss, prob, target, weight, ignore_index) -> glogits
+    upsample_cross_entropy_forward(x, target, weight, ignore_index, ratio, align_corners)
+        -> (loss, lse)                         # x resized to the target's size, fused: lse per pixel
+    upsample_cross_entropy_backward(gloss, x, lse, target, weight, ignore_index, ratio, align_corners) -> gx
     dropout(x, p, seed, offset) -> x * mask          # counter-based random; backward: dropout(gy, ...)
     sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov) -> None  # in place
 
@@ -58,6 +61,9 @@ A backend (``kernels.cpu``, ``kernels.cuda``) supplies the loops, with the outpu
     bilinear_backward(gy, ratio, align_corners, gx)
     cross_entropy_forward(logits, target, weight, weighted, ignore_index, loss, prob)
     cross_entropy_backward(gloss, prob, target, weight, weighted, ignore_index, glogits)
+    upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse)
+    upsample_cross_entropy_backward_width(gloss, x, lse, target, weight, weighted, ignore_index, ratio,
+                                          align_corners, rows)
     dropout(x, p, seed, offset, y)
     sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov)
 """

@@ -29,6 +29,7 @@ __all__ = [
     "batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward_train", "batchnorm_backward_eval",
     "avg_pool2d_forward", "avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
     "bilinear_forward", "bilinear_backward", "cross_entropy_forward", "cross_entropy_backward",
+    "upsample_cross_entropy_forward", "upsample_cross_entropy_backward",
     "dropout", "sgd_step",
 ]
 
@@ -243,6 +244,29 @@ def cross_entropy_backward(gloss, prob, target, weight, ignore_index):
     K.cross_entropy_backward(gloss, prob, target, prob.reshape(-1) if weight is None else weight, weight is not None,
                              ignore_index, glogits)
     return glogits
+
+
+def upsample_cross_entropy_forward(x, target, weight, ignore_index, ratio, align_corners):
+    """:func:`cross_entropy_forward` of the logits ``x`` resized bilinearly to the target's size,
+    fused: ``(loss (N, OH, OW), lse)``, lse the log of each pixel's softmax denominator (what
+    the backward needs besides ``x``); no full-resolution logits are ever stored."""
+    K, xp = _on(x)
+    loss, lse = xp.empty(target.shape, x.dtype), xp.empty(target.shape, x.dtype)
+    K.upsample_cross_entropy_forward(x, target, x.reshape(-1) if weight is None else weight, weight is not None,
+                                     ignore_index, ratio, align_corners, loss, lse)
+    return loss, lse
+
+
+def upsample_cross_entropy_backward(gloss, x, lse, target, weight, ignore_index, ratio, align_corners):
+    """dL/dx of :func:`upsample_cross_entropy_forward`, a transposed bilinear in two passes: the
+    kernel's width pass into ``rows`` (N, C, OH, W), then the height pass, which is
+    :func:`bilinear_backward` of ``rows`` with its width left as it is."""
+    K, xp = _on(x)
+    N, C, H, W = x.shape
+    rows = xp.empty((N, C, target.shape[1], W), x.dtype)
+    K.upsample_cross_entropy_backward_width(gloss, x, lse, target, x.reshape(-1) if weight is None else weight,
+                                            weight is not None, ignore_index, ratio, align_corners, rows)
+    return bilinear_backward(rows, x.shape, (ratio[0], 1.0), align_corners)
 
 
 def dropout(x, p, seed, offset):

@@ -371,16 +371,32 @@ def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corn
         if min(size) < 1:
             raise ValueError(f"{op}: scale_factor: {scale_factor!r} gives an empty output {size}")
 
-    def ratio(n_in, n_out, scale):
-        if align_corners:
-            return (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-        return 1.0 / scale if scale is not None else n_in / n_out
-
-    r = (ratio(in_h, size[0], scales[0]), ratio(in_w, size[1], scales[1]))
+    r = (_ratio(in_h, size[0], scales[0], align_corners), _ratio(in_w, size[1], scales[1], align_corners))
     return BilinearFunction.apply(input, size, r, bool(align_corners))
 
 
+def _ratio(n_in, n_out, scale, align_corners):
+    """Source pixels per output pixel along one axis, PyTorch's rule (``scale``: the scale_factor or None)."""
+    if align_corners:
+        return (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    return 1.0 / scale if scale is not None else n_in / n_out
+
+
 # --- the loss -------------------------------------------------------------------------------
+def _reduce(ctx, loss, target, weight, ignore_index, reduction):
+    """The per-pixel ``loss`` reduced; a mean divides by the summed weight of counted pixels,
+    kept in ``ctx.denominator`` for the backward."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    valid = target != ignore_index
+    if weight is not None:
+        valid = weight[xp_of(target).where(valid, target, 0)] * valid
+    ctx.denominator = valid.sum().astype(loss.dtype)
+    return loss.sum() / ctx.denominator
+
+
 class CrossEntropyFunction(Function):
     """Softmax cross-entropy per pixel, then the reduction."""
 
@@ -389,15 +405,7 @@ class CrossEntropyFunction(Function):
         loss, prob = ops.cross_entropy_forward(logits, target, weight, ignore_index)
         ctx.save_for_backward(prob, target, weight)
         ctx.ignore_index, ctx.reduction = ignore_index, reduction
-        if reduction == "none":
-            return loss
-        if reduction == "sum":
-            return loss.sum()
-        valid = target != ignore_index
-        if weight is not None:
-            valid = weight[xp_of(target).where(valid, target, 0)] * valid
-        ctx.denominator = valid.sum().astype(logits.dtype)  # the summed weight of counted pixels
-        return loss.sum() / ctx.denominator
+        return _reduce(ctx, loss, target, weight, ignore_index, reduction)
 
     @staticmethod
     def backward(ctx, g):
@@ -407,6 +415,28 @@ class CrossEntropyFunction(Function):
         # A reduced loss hands every pixel the same gradient: the kernel reads that one value.
         glogits = ops.cross_entropy_backward(g, prob, target, weight, ctx.ignore_index)
         return glogits, None, None, None, None
+
+
+def _check_loss_args(op, input, target, weight, reduction, expected):
+    """Check a loss's arguments, the target's shape against ``expected`` (a name, such as "OH",
+    stands for any size); return ``(target as a contiguous uint8 or int64 array, weight's array)``."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
+    t = target.data if isinstance(target, Tensor) else target
+    if not hasattr(t, "dtype") or t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target: expected an integer tensor of class indices, "
+                        f"got {getattr(t, 'dtype', type(t).__name__)}")
+    if device_of(t) != input.device:
+        raise RuntimeError(f"{op}: target: expected a tensor on {input.device} (like input), "
+                           f"got {device_of(t)}")
+    if len(t.shape) != len(expected) or any(e != s for e, s in zip(expected, t.shape) if isinstance(e, int)):
+        shape = ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "")  # as a tuple prints
+        raise ValueError(f"{op}: target: expected shape ({shape}) for input {input.shape}, got {tuple(t.shape)}")
+    if weight is not None:
+        _check_like(op, "weight", weight, input, (input.shape[1],))
+    if t.dtype not in (np.uint8, np.int64):  # the kernels read uint8 labels or int64 indices
+        t = t.astype(np.int64)
+    return xp_of(input.data).ascontiguousarray(t), None if weight is None else contiguous(weight.data)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"):
@@ -420,26 +450,44 @@ def cross_entropy(input, target, weight=None, ignore_index=255, reduction="mean"
     _check_input(op, "input", input)
     if input.ndim not in (2, 4):
         raise ValueError(f"{op}: input: expected logits (N, C, H, W) or (N, C), got shape {input.shape}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{op}: reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-    t = target.data if isinstance(target, Tensor) else target
-    if not hasattr(t, "dtype") or t.dtype.kind not in "iu":
-        raise TypeError(f"{op}: target: expected an integer tensor of class indices, "
-                        f"got {getattr(t, 'dtype', type(t).__name__)}")
-    if device_of(t) != input.device:
-        raise RuntimeError(f"{op}: target: expected a tensor on {input.device} (like input), "
-                           f"got {device_of(t)}")
     n, c = input.shape[:2]
     expected = (n,) + input.shape[2:]
-    if tuple(t.shape) != expected:
-        raise ValueError(f"{op}: target: expected shape {expected} for input {input.shape}, got {tuple(t.shape)}")
-    xp = xp_of(input.data)
-    if weight is not None:
-        _check_like(op, "weight", weight, input, (c,))
-    w = None if weight is None else contiguous(weight.data)
+    t, w = _check_loss_args(op, input, target, weight, reduction, expected)
     logits = input if input.ndim == 4 else input.reshape(n, c, 1, 1)
-    if t.dtype not in (np.uint8, np.int64):  # the kernels read uint8 labels or int64 indices
-        t = t.astype(np.int64)
-    t4 = xp.ascontiguousarray(t).reshape((n,) + logits.shape[2:])
-    out = CrossEntropyFunction.apply(logits, t4, w, int(ignore_index), reduction)
+    out = CrossEntropyFunction.apply(logits, t.reshape((n,) + logits.shape[2:]), w, int(ignore_index), reduction)
     return out.reshape(expected) if reduction == "none" else out
+
+
+class UpsampleCrossEntropyFunction(Function):
+    """Bilinear upsampling to the target's size and softmax cross-entropy, fused (then the reduction)."""
+
+    @staticmethod
+    def forward(ctx, x, target, weight, ignore_index, reduction, ratio, align_corners):
+        loss, lse = ops.upsample_cross_entropy_forward(x, target, weight, ignore_index, ratio, align_corners)
+        ctx.save_for_backward(x, lse, target, weight)
+        ctx.args, ctx.reduction = (ignore_index, ratio, align_corners), reduction
+        return _reduce(ctx, loss, target, weight, ignore_index, reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, lse, target, weight = ctx.saved_tensors
+        if ctx.reduction == "mean":
+            g = g / ctx.denominator
+        gx = ops.upsample_cross_entropy_backward(g, x, lse, target, weight, *ctx.args)
+        return gx, None, None, None, None, None, None
+
+
+def upsample_cross_entropy(input, target, align_corners=False, weight=None, ignore_index=255, reduction="mean"):
+    """``cross_entropy(interpolate(input, size=target.shape[-2:], mode="bilinear",
+    align_corners=align_corners), target, weight, ignore_index, reduction)`` as one op (not in
+    PyTorch): the same numbers, without the full-resolution logits, probabilities or their
+    gradient in memory (the output heads of a segmentation net at 1/8 resolution).
+
+    input: logits (N, C, H, W) at any resolution; target: class indices (N, OH, OW).
+    """
+    op = "upsample_cross_entropy"
+    _check_input(op, "input", input, 4, "(N, C, H, W)")
+    t, w = _check_loss_args(op, input, target, weight, reduction, (input.shape[0], "OH", "OW"))
+    (h, w_in), (oh, ow) = input.shape[2:], t.shape[1:]
+    ratio = (_ratio(h, oh, None, align_corners), _ratio(w_in, ow, None, align_corners))
+    return UpsampleCrossEntropyFunction.apply(input, t, w, int(ignore_index), reduction, ratio, bool(align_corners))

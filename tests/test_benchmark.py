@@ -180,11 +180,11 @@ def test_twin_agrees_in_training_forward_backward_and_running_stats(one_torch_th
     twin = torch_fastscnn(model)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 32, 48))
-    weights = [rng.standard_normal((2, 19, 32, 48)) for _ in range(3)]
 
     ours = model(mts.tensor(x))
     theirs = twin(torch.from_numpy(x))
     assert len(ours) == len(theirs) == 3
+    weights = [rng.standard_normal(o.shape) for o in ours]  # the heads at their own resolution
     for a, b in zip(ours, theirs):
         assert_close(a.numpy(), b.detach().numpy(), 1e-9, "output")
     sum((o * mts.tensor(w)).sum() for o, w in zip(ours, weights)).backward()

@@ -266,6 +266,30 @@ def test_cross_entropy_every_pixel_ignored():
     check("cross_entropy_backward", np.ones((1, 2, 2), np.float32), prob, target, weight, 255)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("in_hw, size", [((5, 7), (33, 50)),   # non-integer scale
+                                         ((4, 8), (32, 64)),   # up by 8, the Fast-SCNN head
+                                         ((6, 5), (6, 11)),    # one axis unchanged
+                                         ((9, 13), (4, 6))])   # down
+@pytest.mark.parametrize("ignore_index, labels", [(255, np.int64), (255, np.uint8), (2, np.int64)])
+def test_upsample_cross_entropy(dtype, align_corners, in_hw, size, ignore_index, labels):
+    """The fused head on both backends: forward (loss, lse) and backward, with ignored pixels,
+    class weights or none, a per-pixel gradient and a shared one (a mean's)."""
+    rng = np.random.default_rng(0)
+    N, C = 2, 5
+    x = randn((N, C, *in_hw), dtype, scale=3.0)
+    target = rng.integers(0, C, (N, *size)).astype(labels)
+    target[rng.random(target.shape) < 0.25] = ignore_index
+    ratio = ratio_of(in_hw, size, align_corners)
+    for weight in (rng.uniform(0.5, 2.0, C).astype(dtype), None):
+        _, lse = ops.upsample_cross_entropy_forward(x, target, weight, ignore_index, ratio, align_corners)
+        check("upsample_cross_entropy_forward", x, target, weight, ignore_index, ratio, align_corners)
+        for gloss in (randn((N, *size), dtype, seed=1), np.asarray(0.7, dtype)):
+            check("upsample_cross_entropy_backward", gloss, x, lse, target, weight, ignore_index, ratio,
+                  align_corners)
+
+
 # ----------------------------------------------------------------------------- dropout
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -327,6 +351,8 @@ def _numpy_calls():
         "bilinear_backward": (f32(1, 2, 8, 8), x.shape, (0.5, 0.5), False),
         "cross_entropy_forward": (x, t, v, 255),
         "cross_entropy_backward": (f32(1, 4, 4), x, t, v, 255),
+        "upsample_cross_entropy_forward": (x, t, v, 255, (1.0, 1.0), False),
+        "upsample_cross_entropy_backward": (f32(1, 4, 4), x, f32(1, 4, 4), t, v, 255, (1.0, 1.0), False),
         "dropout": (x, 0.5, 0, 0),
         "sgd_step": ([x], [gy], [f32(1, 2, 4, 4)], 0.1, 0.9, 0.0, False),
     }
@@ -351,17 +377,22 @@ def test_tensors_on_two_devices_are_refused_before_any_kernel():
 
 
 @pytest.mark.parametrize("bad", [5, -1, 254])
-@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("direction", ["forward", "backward", "fused forward", "fused backward"])
 def test_cross_entropy_reports_a_bad_target_at_the_next_read(direction, bad):
     logits, weight, pixels = z32(2, 5, 3, 4), cupy.ones(5, np.float32), z32(2, 3, 4)
     target = np.zeros((2, 3, 4), np.int64)
     target[1, 2, 3] = bad
     target = cupy.asarray(target)
+    fused = ((2 / 3, 0.5), False)  # the fused head: logits (2, 5, 2, 2) upsampled to the target's 3x4
     # The launch returns at once (a GPU kernel cannot raise); the next read raises.
     if direction == "forward":
         result, _ = ops.cross_entropy_forward(logits, target, weight, 255)
-    else:
+    elif direction == "backward":
         result = ops.cross_entropy_backward(pixels, logits, target, weight, 255)
+    elif direction == "fused forward":
+        result, _ = ops.upsample_cross_entropy_forward(z32(2, 5, 2, 2), target, weight, 255, *fused)
+    else:
+        result = ops.upsample_cross_entropy_backward(pixels, z32(2, 5, 2, 2), pixels, target, weight, 255, *fused)
     with pytest.raises(ValueError, match=r"target: pixel \(1, 2, 3\) holds a value outside \[0, 5\) "
                                          r".*not ignore_index=255 \(found by a cross-entropy kernel"):
         device.to_host(result)

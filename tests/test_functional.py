@@ -129,6 +129,45 @@ def test_cross_entropy_gradcheck(weighted, reduction, device_name):
     assert mts.gradcheck(lambda t: F.cross_entropy(t, flat_target, w), [flat])
 
 
+HEAD_CASES = [((5, 7), (33, 50)), ((3, 4), (9, 8)), ((4, 3), (4, 3)), ((5, 6), (2, 3))]  # up, odd, same, down
+
+
+def head_case(size, target_size, weighted, device_name, seed=0):
+    """Low-resolution logits (2, 4, *size), an int64 target (2, *target_size) with ignored
+    pixels, and class weights or None, on ``device_name``."""
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, 4, (2, *target_size))
+    target[0, :2] = 255
+    w = mts.tensor(rng.uniform(0.5, 2.0, 4), device=device_name) if weighted else None
+    return rand(2, 4, *size, seed=seed + 1, device=device_name), mts.tensor(target, device=device_name), w
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size,target_size", HEAD_CASES)
+@pytest.mark.parametrize("weighted, reduction", [(False, "mean"), (True, "mean"), (True, "sum"), (True, "none")])
+def test_upsample_cross_entropy_gradcheck(align_corners, size, target_size, weighted, reduction, device_name):
+    x, target, w = head_case(size, target_size, weighted, device_name)
+    assert mts.gradcheck(lambda t: F.upsample_cross_entropy(t, target, align_corners, w, reduction=reduction), [x])
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size,target_size", HEAD_CASES)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_upsample_cross_entropy_is_interpolate_then_cross_entropy(align_corners, size, target_size, reduction,
+                                                                  device_name):
+    """The fused op against the composition it replaces, loss and gradient, in float64."""
+    x, target, w = head_case(size, target_size, True, device_name)
+    x2 = mts.tensor(x.numpy(), requires_grad=True, device=device_name)
+    fused = F.upsample_cross_entropy(x, target, align_corners, w, reduction=reduction)
+    plain = F.cross_entropy(F.interpolate(x2, size=target_size, align_corners=align_corners), target, w,
+                            reduction=reduction)
+    np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    g = mts.tensor(np.random.default_rng(5).standard_normal(fused.shape), device=device_name)
+    (fused * g).sum().backward()
+    (plain * g).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 # --- parity with torch (float64) ------------------------------------------------------------
 def _torch_pair(t):
     torch = pytest.importorskip("torch")
@@ -222,6 +261,19 @@ def test_cross_entropy_matches_torch(reduction):
         [rand(2, 5, 6, 7)])
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_upsample_cross_entropy_matches_torch(align_corners):
+    torch = pytest.importorskip("torch")
+    tF = torch.nn.functional
+    x, target, w = head_case((5, 7), (33, 50), True, "cpu")
+    target = target.numpy()
+    _check_parity(
+        lambda t: F.upsample_cross_entropy(t, target, align_corners, w),
+        lambda t: tF.cross_entropy(tF.interpolate(t, size=(33, 50), mode="bilinear", align_corners=align_corners),
+                                   torch.tensor(target), torch.tensor(w.numpy()), ignore_index=255),
+        [x])
+
+
 # --- bad input ------------------------------------------------------------------------------
 def test_conv2d_bad_input_messages():
     x, w = rand(1, 3, 8, 8, grad=False), rand(4, 3, 3, 3, grad=False)
@@ -257,6 +309,12 @@ def test_other_ops_bad_input_messages():
         F.cross_entropy(x, np.full((2, 4, 4), 7))
     with pytest.raises(TypeError, match="cross_entropy: target: expected an integer tensor"):
         F.cross_entropy(x, np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match=r"upsample_cross_entropy: target: expected shape \(2, OH, OW\)"):
+        F.upsample_cross_entropy(x, np.zeros((3, 8, 8), np.int64))
+    with pytest.raises(ValueError, match=r"upsample_cross_entropy: input: expected a 4-D tensor"):
+        F.upsample_cross_entropy(rand(2, 3, 4, grad=False), np.zeros((2, 8, 8), np.int64))
+    with pytest.raises(ValueError, match=r"target.*7.*3"):
+        F.upsample_cross_entropy(x, np.full((2, 8, 8), 7))
     with pytest.raises(ValueError, match="dropout: p: expected 0 <= p < 1"):
         F.dropout(x, 1.5)
     with pytest.raises(ValueError, match=r"cat: tensors\[1\]: expected shape"):

@@ -273,24 +273,41 @@ def test_launches_count_what_cupy_launches(estimate_json):
     assert estimate_json["est_step_launches"] == pytest.approx(855, abs=30)
 
 
-def test_step_within_one_and_a_half_of_the_hand_analysis(estimate_json):
-    ratio = estimate_json["est_step_ms"] / HAND_STEP_MS
-    assert 1 / 1.5 <= ratio <= 1.5, ratio
+def test_step_below_the_hand_analysis(estimate_json):
+    """The hand analysis priced main at 0d15a8a; the rewritten kernels (REWRITTEN below) only take
+    time away, and the other families stay within 2x of it (the test after this one)."""
+    assert estimate_json["est_step_ms"] < HAND_STEP_MS, estimate_json["est_step_ms"]
 
 
 # Families whose kernels were rewritten after the hand analysis (of main at 0d15a8a): the
-# estimate must now find them faster than the analysis found the old kernel.
-REWRITTEN = {"depthwise backward-input", "depthwise backward-weight"}  # depthwise.cu's header tells the steps
+# estimate must now find them faster than the analysis found the old kernel, or gone. The
+# output heads are fused (F.upsample_cross_entropy, kernels/cuda/loss.cu): cross-entropy's
+# kernels no longer run in a training step, and bilinear's run only on the small maps of the
+# pyramid pooling and the feature fusion, plus the fused head's height pass at 1/8 resolution.
+# depthwise.cu's header tells the steps of the two depthwise backward kernels.
+REWRITTEN = {"depthwise backward-input", "depthwise backward-weight", "bilinear backward", "bilinear forward",
+             "cross-entropy backward", "cross-entropy forward"}
+FUSED_HEADS = ("bilinear forward", "bilinear backward", "cross-entropy forward", "cross-entropy backward")
 
 
 @pytest.mark.parametrize("name", HAND_ANALYSIS)
 def test_family_within_two_of_the_hand_analysis(estimate_json, name):
-    ours = estimate_json["families"][name]
+    ours = estimate_json["families"].get(name, {"est_ms": 0.0})  # a rewritten family may be gone
     ms = HAND_ANALYSIS[name][1]
     if name in REWRITTEN:
         assert ours["est_ms"] < ms / 2, (ours["est_ms"], ms)
     else:
-        assert 0.5 <= ours["est_ms"] / ms <= 2.0, (ours["est_ms"], ms)
+        assert name in estimate_json["families"] and 0.5 <= ours["est_ms"] / ms <= 2.0, (ours["est_ms"], ms)
+
+
+def test_fused_heads_cost_less_than_the_four_families_they_replace(estimate_json):
+    """The hand analysis put bilinear forward/backward and cross-entropy forward/backward at
+    about 18 ms; the fused heads and what is left of those families must come to less than half."""
+    f = estimate_json["families"]
+    assert "cross-entropy forward" not in f and "cross-entropy backward" not in f
+    assert f["fused heads"]["launches"] == 6  # forward and width pass of each of the 3 heads
+    now = f["fused heads"]["est_ms"] + sum(f[n]["est_ms"] for n in FUSED_HEADS if n in f)
+    assert now < sum(HAND_ANALYSIS[n][1] for n in FUSED_HEADS) / 2, now
 
 
 def test_measure_puts_event_times_beside_the_estimate(estimate_json):

@@ -44,11 +44,32 @@ Optimizations:
       max and the sums vectorize and each cache line is used fully.
     - One exponential per logit, in the forward; the backward reuses the probabilities
       (exponentials are most of this op's time on a CPU).
+
+The fused heads (``upsample_cross_entropy_*``, ``F.upsample_cross_entropy``): the loss of
+the logits ``x`` (N, C, H, W) resized bilinearly to the target's (OH, OW), with the same
+row loop. Each iteration interpolates its output row's C logits into a scratch ``z`` (C, OW)
+as ``kernels/cpu/upsample.py`` does (mix two source rows, then along the width), so no
+full-resolution C-channel array exists. The forward keeps ``lse = m + log(s)`` per pixel
+(one value, not C). The backward recomputes ``z`` from ``x``, turns it into the softmax
+gradient in place, and scatters it along the width into ``rows`` (N, C, OH, W), a thread's
+own row; the height pass is ``bilinear_backward`` on ``rows`` (see ``kernels/cuda/loss.cu``)::
+
+    for r in prange(N*OH):                          # one output row (n, oh) per iteration
+        z[c, :] = the row oh of x[n, c] resized     (for every c)
+        z[c, ow] = coef[ow] * (exp(z[c, ow] - lse[n, oh, ow]) - [c == t])     (class by class)
+        rows[n, c, oh, :] = 0;  rows[n, c, oh, w0[ow]] += lw0[ow] * z[c, ow];  (w1 likewise)
+
+Every loop runs class by class with the pixel innermost, as in the plain cross-entropy: the
+exponentials over a contiguous row (about twice as fast here as a pixel at a time, C classes
+apart in memory).
 """
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cross_entropy_forward", "cross_entropy_backward"]
+from .upsample import _axis
+
+__all__ = ["cross_entropy_forward", "cross_entropy_backward", "upsample_cross_entropy_forward",
+           "upsample_cross_entropy_backward_width"]
 
 
 @njit(parallel=True, cache=True)
@@ -126,3 +147,86 @@ def cross_entropy_backward(gloss, prob, target, weight, weighted, ignore_index, 
     _check_targets(target, prob.shape[1], ignore_index)
     _cross_entropy_backward(gloss.reshape(-1), int(gloss.ndim > 0), prob, target, weight, weighted,
                             ignore_index, glogits)
+
+
+@njit(cache=True)
+def _resized_row(x, n, a, b, la, lb, w0, w1, lw0, lw1, t, z):
+    """``z`` (C, OW): row ``la*x[n, :, a] + lb*x[n, :, b]`` of every class, resized along the width."""
+    for c in range(x.shape[1]):
+        for w in range(x.shape[3]):
+            t[w] = la * x[n, c, a, w] + lb * x[n, c, b, w]
+        for ow in range(z.shape[1]):
+            z[c, ow] = lw0[ow] * t[w0[ow]] + lw1[ow] * t[w1[ow]]
+
+
+@njit(parallel=True, cache=True)
+def _upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse):
+    """Per output row: the resized logits in a scratch row, then the loss as above."""
+    N, C, H, W = x.shape
+    OH, OW = target.shape[1], target.shape[2]
+    h0, h1, lh0, lh1 = _axis(H, OH, ratio[0], align_corners, x)
+    w0, w1, lw0, lw1 = _axis(W, OW, ratio[1], align_corners, x)
+    for r in prange(N * OH):
+        n, oh = r // OH, r % OH
+        z, t = np.empty((C, OW), x.dtype), np.empty(W, x.dtype)
+        _resized_row(x, n, h0[oh], h1[oh], lh0[oh], lh1[oh], w0, w1, lw0, lw1, t, z)
+        m = z[0].copy()
+        for c in range(1, C):
+            for ow in range(OW):
+                m[ow] = max(m[ow], z[c, ow])
+        s = np.zeros(OW, x.dtype)
+        for c in range(C):
+            for ow in range(OW):
+                s[ow] += np.exp(z[c, ow] - m[ow])
+        for ow in range(OW):
+            lse[n, oh, ow] = m[ow] + np.log(s[ow])
+            k = target[n, oh, ow]
+            loss[n, oh, ow] = 0 if k == ignore_index else (weight[k] if weighted else 1) * (lse[n, oh, ow] - z[k, ow])
+
+
+@njit(parallel=True, cache=True)
+def _upsample_cross_entropy_backward_width(gloss, gloss_step, x, lse, target, weight, weighted, ignore_index,
+                                           ratio, align_corners, rows):
+    """Per output row: the softmax gradient in a scratch row, scattered along the width into ``rows``."""
+    N, C, H, W = x.shape
+    OH, OW = target.shape[1], target.shape[2]
+    h0, h1, lh0, lh1 = _axis(H, OH, ratio[0], align_corners, x)
+    w0, w1, lw0, lw1 = _axis(W, OW, ratio[1], align_corners, x)
+    for r in prange(N * OH):
+        n, oh = r // OH, r % OH
+        z, t = np.empty((C, OW), x.dtype), np.empty(W, x.dtype)
+        _resized_row(x, n, h0[oh], h1[oh], lh0[oh], lh1[oh], w0, w1, lw0, lw1, t, z)
+        coef = np.zeros(OW, x.dtype)
+        for ow in range(OW):
+            k = target[n, oh, ow]
+            if k != ignore_index:
+                coef[ow] = gloss[(r * OW + ow) * gloss_step] * (weight[k] if weighted else 1)
+        for c in range(C):
+            for ow in range(OW):
+                z[c, ow] = coef[ow] * np.exp(z[c, ow] - lse[n, oh, ow])
+        for ow in range(OW):
+            k = target[n, oh, ow]
+            if k != ignore_index:
+                z[k, ow] -= coef[ow]
+        rows[n, :, oh, :] = 0
+        for c in range(C):
+            for ow in range(OW):
+                rows[n, c, oh, w0[ow]] += lw0[ow] * z[c, ow]
+                rows[n, c, oh, w1[ow]] += lw1[ow] * z[c, ow]
+
+
+def upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse):
+    """``loss`` (N, OH, OW) of the logits ``x`` resized bilinearly to the target's size (``ratio``
+    (rh, rw): source pixels per output pixel), and ``lse``, the log of each pixel's softmax denominator."""
+    _check_targets(target, x.shape[1], ignore_index)
+    _upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio,
+                                    align_corners, loss, lse)
+
+
+def upsample_cross_entropy_backward_width(gloss, x, lse, target, weight, weighted, ignore_index, ratio,
+                                          align_corners, rows):
+    """``rows`` (N, C, OH, W): the fused head's softmax gradient summed along the width onto x's
+    columns; ``gloss`` (N, OH, OW), or 0-d when every pixel shares it."""
+    _check_targets(target, x.shape[1], ignore_index)
+    _upsample_cross_entropy_backward_width(gloss.reshape(-1), int(gloss.ndim > 0), x, lse, target, weight, weighted,
+                                           ignore_index, ratio, align_corners, rows)

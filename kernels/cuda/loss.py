@@ -1,6 +1,8 @@
 """Softmax cross-entropy per pixel on the GPU: the launches of ``loss.cu``.
 
-Forward: one thread per pixel; backward: one thread per logit. A target value that is
+Forward: one thread per pixel; backward: one thread per logit. The fused heads
+(``upsample_cross_entropy_*``): one thread per full-resolution pixel, and one per (image,
+output row, input column) for the backward's width pass. A target value that is
 neither a class nor ``ignore_index`` cannot raise inside a kernel: the kernel records the
 first such pixel in a device flag (``atomicMin`` of ``launch << 32 | pixel``), and the flag
 is read at the next read from the device (``kernels.device.defer``), where the error is
@@ -11,7 +13,8 @@ import numpy as np
 from ..device import array_module, defer
 from .launch import CudaFile, ints
 
-__all__ = ["cross_entropy_forward", "cross_entropy_backward"]
+__all__ = ["cross_entropy_forward", "cross_entropy_backward", "upsample_cross_entropy_forward",
+           "upsample_cross_entropy_backward_width"]
 
 CUDA = CudaFile("loss.cu", __all__, types=[(f, label) for f in (np.float32, np.float64)
                                              for label in (np.uint8, np.int64)])
@@ -58,3 +61,27 @@ def cross_entropy_backward(gloss, prob, target, weight, weighted, ignore_index, 
     CUDA.launch("cross_entropy_backward", (prob.dtype, target.dtype), glogits.size,
                 (gloss, np.int32(gloss.ndim > 0), prob, target, weight, np.int32(weighted),
                  np.int64(ignore_index), *ints(N, C, H * W), glogits, *_check_targets(target, C, ignore_index)))
+
+
+def _heads_args(x, target, ratio, align_corners):
+    """``N, C, H, W, OH, OW, rh, rw, align_corners`` of a fused head."""
+    T = x.dtype.type
+    return (*ints(*x.shape, *target.shape[1:]), T(ratio[0]), T(ratio[1]), np.int32(align_corners))
+
+
+def upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse):
+    """``loss`` and ``lse`` (N, OH, OW) of the logits ``x`` resized to the target; a thread per pixel."""
+    CUDA.launch("upsample_cross_entropy_forward", (x.dtype, target.dtype), target.size,
+                (x, target, weight, np.int32(weighted), np.int64(ignore_index),
+                 *_heads_args(x, target, ratio, align_corners), loss, lse,
+                 *_check_targets(target, x.shape[1], ignore_index)))
+
+
+def upsample_cross_entropy_backward_width(gloss, x, lse, target, weight, weighted, ignore_index, ratio,
+                                          align_corners, rows):
+    """``rows`` (N, C, OH, W): the width pass of the fused head's backward; a thread per (n, oh, w)."""
+    N, _, _, W = x.shape
+    CUDA.launch("upsample_cross_entropy_backward_width", (x.dtype, target.dtype), N * target.shape[1] * W,
+                (gloss, np.int32(gloss.ndim > 0), x, lse, target, weight, np.int32(weighted),
+                 np.int64(ignore_index), *_heads_args(x, target, ratio, align_corners), rows,
+                 *_check_targets(target, x.shape[1], ignore_index)))

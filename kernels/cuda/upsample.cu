@@ -59,49 +59,8 @@
 //     FMA with the following subtraction: the CPU rounds twice too, so at an exact pixel
 //     boundary both backends pick the same neighbours.
 
-// a*b rounded by itself: the compiler may not contract it with a following add into an FMA.
-__device__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-
-// Output d of an axis reads input i0 with weight l0 and input i1 with weight l1.
-template <typename T>
-struct Source {
-    int i0, i1;
-    T l0, l1;
-};
-
-template <typename T>
-__device__ Source<T> source_index(int d, int in_size, int out_size, T ratio, int align_corners)
-{
-    if (in_size == out_size) return {d, d, T(1), T(0)};
-    const T src = align_corners ? mul_rn((T)d, ratio)
-                                : fmax(mul_rn((T)d + T(0.5), ratio) - T(0.5), T(0));
-    const int i0 = min((int)src, in_size - 1);
-    const T l1 = fmin(fmax(src - (T)i0, T(0)), T(1));
-    return {i0, i0 < in_size - 1 ? i0 + 1 : i0, T(1) - l1, l1};
-}
-
-// The weight with which output `s` reads input index h (0 if it does not read it).
-template <typename T>
-__device__ T weight_of(const Source<T>& s, int h)
-{
-    return (s.i0 == h ? s.l0 : T(0)) + (s.i1 == h ? s.l1 : T(0));
-}
-
-// The first output d with i0(d) >= v (out_size if none): binary search, i0 never decreases.
-template <typename T>
-__device__ int first_output_at(int v, int in_size, int out_size, T ratio, int align_corners)
-{
-    int lo = 0, hi = out_size;
-    while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (source_index(mid, in_size, out_size, ratio, align_corners).i0 < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
+// source_index, weight_of and first_output_at: shared with the fused heads of loss.cu.
+#include "bilinear.cuh"
 
 // y[p, oh, ow] from the four source pixels, mixing the two rows first as the CPU does.
 template <typename T>
@@ -115,11 +74,7 @@ __global__ void bilinear_forward(const T* x, int P, int H, int W, int OH, int OW
     const int p = i / (OW * OH);
     const Source<T> sh = source_index(oh, H, OH, rh, align_corners);
     const Source<T> sw = source_index(ow, W, OW, rw, align_corners);
-    const T* row0 = x + (p * H + sh.i0) * W;
-    const T* row1 = x + (p * H + sh.i1) * W;
-    const T t0 = sh.l0 * row0[sw.i0] + sh.l1 * row1[sw.i0];
-    const T t1 = sh.l0 * row0[sw.i1] + sh.l1 * row1[sw.i1];
-    y[i] = sw.l0 * t0 + sw.l1 * t1;
+    y[i] = bilinear_at(x + p * H * W, W, sh, sw);
 }
 
 // Gather: gx[p, h, w] sums weight * gy over the outputs that read input (h, w).

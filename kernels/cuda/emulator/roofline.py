@@ -177,6 +177,17 @@ def _reduction_cost(iteration, loads_per_iteration, block_sums):
     return lambda s, r: 10 + max(r - 1, 0) / loads_per_iteration * iteration + block_sums * 8 * 8
 
 
+def _heads_width_cost(s, r):
+    """The fused heads' width pass (loss.cu): 3 div/mod decoding, a source_index, 2 binary searches
+    of log2(OW) steps (about 16 each), then per chunk of 8 pixels (count from the requests: per
+    chunk up to 8 x 4 pixel loads, then C x (6 loads and a store, a load after the first)) the
+    pixels' loads and source_index (about 20 each), and per class the 3 row mixes and per pixel
+    slot a test, 2 selects and 2 FMA, an exp (about 16) and the add (about 24)."""
+    C = s["C"]
+    chunks = max(1.0, r / (32 + 7.5 * C))
+    return 3 * DIV + 30 + 32 * math.log2(max(s["OW"], 2)) + chunks * (8 * (4 * MEM + 20) + C * (8 * MEM + 6 + 8 * 24))
+
+
 # Warp instructions per thread of each kernel: f(scalars, global requests per warp). The
 # requests per warp stand in for loop trip counts: a warp issues one request per load that
 # any of its lanes executes, so a loop with one load issues one request per iteration.
@@ -210,6 +221,12 @@ COSTS = {
     "cross_entropy_forward": lambda s, r: 2 * DIV + 20 + s["C"] * (4 * MEM + 20),
     # 3 div/mod decoding, target load, coefficient, prob load, store
     "cross_entropy_backward": lambda s, r: 3 * DIV + 20 + 4 * MEM,
+    # the fused heads (loss.cu): per pixel, 3 div/mod decoding, two source_index (about 12
+    # each), per class a bilinear_at (4 loads, 6 FMA), the online softmax's compare, exp
+    # (about 16) and add, then a log, the target's logit, target and 2 stores
+    "upsample_cross_entropy_forward": lambda s, r: (3 * DIV + 50 + s["C"] * (4 * MEM + 6 + 20)
+                                                    + 4 * MEM + 6 + 3 * MEM),
+    "upsample_cross_entropy_backward_width": lambda s, r: _heads_width_cost(s, r),
     "avg_pool2d_forward": lambda s, r: 3 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
     "avg_pool2d_backward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
     "adaptive_avg_pool2d_forward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
