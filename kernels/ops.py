@@ -26,6 +26,11 @@ convolution; 849 MB for Fast-SCNN's three at batch 12 of 1024x1024, less the 151
 that the first one no longer keeps) traded for an im2col. The reorders of y and gy move whole rows of OH*OW values
 (coalesced copies); the NCHW layout of everything else needs them.
 
+On the CPU the same buffers serve per-image products instead (``y[n] = W @ col[:, n]``, a
+sum over n for the weight gradient): NumPy's matmul reads such strided stacks of matrices in
+place (BLAS with a leading dimension), so there no reorder is needed; CuPy's copies every
+stack that is not C-contiguous, hence the 2-D products above on the GPU.
+
 A 1x1 convolution at stride 1 without padding needs no columns: col is x. Its forward and
 backward-input are batched products over the images (``y[n] = W @ x[n]``: no reorder of x or y),
 with W repeated per image, because CuPy hands a 2-D W broadcast over a batch to cuBLAS
@@ -85,6 +90,11 @@ def _batch_inside(xp, a):
     return out.reshape(a.shape[1], -1)
 
 
+def _images(col, n):
+    """The columns (K, N*P) as a stack of N (K, P) views, one per image (no copy)."""
+    return col.reshape(col.shape[0], n, -1).transpose(1, 0, 2)
+
+
 def _per_image(xp, w2, n):
     """The matrix ``w2`` once per image (a broadcast view: CuPy copies it, n x the weights)."""
     return xp.broadcast_to(w2, (n, *w2.shape))
@@ -103,6 +113,9 @@ def conv2d_forward(x, w, stride, padding, dilation, tf32=False):
     col = xp.empty((C * KH * KW, N, OH, OW), x.dtype)
     K.im2col(x, (KH, KW), stride, padding, dilation, col)
     col = col.reshape(C * KH * KW, -1)
+    if xp is np:
+        np.matmul(w.reshape(O, -1), _images(col, N), out=y.reshape(N, O, -1))
+        return y, col
     y_ = xp.empty((O, N, OH * OW), x.dtype)
     _matmul(xp, w.reshape(O, -1), col, y_.reshape(O, -1), tf32)
     xp.copyto(y.reshape(N, O, -1), y_.transpose(1, 0, 2))
@@ -119,7 +132,10 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, tf32=False)
         _matmul(xp, _per_image(xp, w_t, N), gy.reshape(N, O, -1), gx.reshape(N, C, -1), tf32)
         return gx
     gcol = xp.empty((C * KH * KW, N, OH, OW), gy.dtype)
-    _matmul(xp, w_t, _batch_inside(xp, gy), gcol.reshape(C * KH * KW, -1), tf32)
+    if xp is np:
+        np.matmul(w_t, gy.reshape(N, O, -1), out=_images(gcol.reshape(C * KH * KW, -1), N))
+    else:
+        _matmul(xp, w_t, _batch_inside(xp, gy), gcol.reshape(C * KH * KW, -1), tf32)
     K.col2im(gcol, (KH, KW), stride, padding, dilation, gx)
     return gx
 
@@ -128,9 +144,13 @@ def conv2d_backward_weight(gy, col, w_shape, tf32=False):
     """dL/dw of :func:`conv2d_forward` (shape ``w_shape``) from ``gy`` = dL/dy and the ``col`` it
     returned (a 1x1 conv's x, reordered here)."""
     _, xp = _on(gy)
+    (N, O), gw = gy.shape[:2], xp.empty(w_shape, gy.dtype)
+    if xp is np:  # per image, then summed over the images in a fixed order
+        cols = col.reshape(N, col.shape[1], -1) if col.ndim == 4 else _images(col, N)
+        np.sum(np.matmul(gy.reshape(N, O, -1), cols.transpose(0, 2, 1)), axis=0, out=gw.reshape(O, -1))
+        return gw
     col = _batch_inside(xp, col) if col.ndim == 4 else col
-    gw = xp.empty(w_shape, gy.dtype)
-    _matmul(xp, _batch_inside(xp, gy), col.T, gw.reshape(w_shape[0], -1), tf32)
+    _matmul(xp, _batch_inside(xp, gy), col.T, gw.reshape(O, -1), tf32)
     return gw
 
 

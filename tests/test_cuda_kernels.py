@@ -119,10 +119,9 @@ def test_conv2d_tf32_rounds_the_operands_of_its_2d_products(kernel):
         else:
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
             assert np.abs(got - exact).max() > 1e-4  # TF32's error shows at this size
-    x64 = cupy.asarray(x.astype(np.float64))
-    np.testing.assert_array_equal(cupy.asnumpy(ops.conv2d_forward(x64, cupy.asarray(w.astype(np.float64)), *g,
-                                                                  tf32=True)[0]),
-                                  ops.conv2d_forward(x.astype(np.float64), w.astype(np.float64), *g)[0])
+    x64, w64 = cupy.asarray(x.astype(np.float64)), cupy.asarray(w.astype(np.float64))
+    np.testing.assert_array_equal(cupy.asnumpy(ops.conv2d_forward(x64, w64, *g, tf32=True)[0]),
+                                  cupy.asnumpy(ops.conv2d_forward(x64, w64, *g)[0]))
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
