@@ -85,6 +85,8 @@ def _matmul(xp, a, b, out, tf32):
 
 def _batch_inside(xp, a):
     """``a`` (N, C, H, W) copied as (C, N*H*W): the images side by side in each channel's row."""
+    if a.shape[0] == 1:  # one image: NCHW is that order already
+        return a.reshape(a.shape[1], -1)
     out = xp.empty((a.shape[1], a.shape[0], a.shape[2] * a.shape[3]), a.dtype)
     xp.copyto(out, a.reshape(a.shape[0], a.shape[1], -1).transpose(1, 0, 2))
     return out.reshape(a.shape[1], -1)
@@ -116,9 +118,10 @@ def conv2d_forward(x, w, stride, padding, dilation, tf32=False):
     if xp is np:
         np.matmul(w.reshape(O, -1), _images(col, N), out=y.reshape(N, O, -1))
         return y, col
-    y_ = xp.empty((O, N, OH * OW), x.dtype)
+    y_ = y if N == 1 else xp.empty((O, N, OH * OW), x.dtype)  # one image: written in place
     _matmul(xp, w.reshape(O, -1), col, y_.reshape(O, -1), tf32)
-    xp.copyto(y.reshape(N, O, -1), y_.transpose(1, 0, 2))
+    if N > 1:
+        xp.copyto(y.reshape(N, O, -1), y_.transpose(1, 0, 2))
     return y, col
 
 

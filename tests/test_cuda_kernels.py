@@ -136,6 +136,12 @@ def test_conv_float32(op, geometry):
     check_conv(op, (2, 3, 9, 11), geometry, np.float32)
 
 
+@pytest.mark.parametrize("geometry", GEOMETRIES[::9])
+def test_conv2d_of_one_image(geometry):
+    """One image: the batch-inside order is NCHW's, and the GPU skips its reorders."""
+    check_conv("conv2d", (1, 3, 9, 11), geometry, np.float64)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", ["conv2d", "depthwise"])
 def test_conv_large_enough_for_several_reduction_chunks(op, dtype):
