@@ -35,7 +35,7 @@ A 1x1 convolution at stride 1 without padding needs no columns: col is x. Its fo
 backward-input are batched products over the images (``y[n] = W @ x[n]``: no reorder of x or y),
 with W repeated per image, because CuPy hands a 2-D W broadcast over a batch to cuBLAS
 through pointer arrays (3 more launches) and a stack of matrices as one strided-batched GEMM.
-Its weight gradient reorders x and gy and takes the one GEMM above.
+(One image: a 2-D product.) Its weight gradient reorders x and gy and takes the one GEMM above.
 """
 import numpy as np
 
@@ -97,9 +97,12 @@ def _images(col, n):
     return col.reshape(col.shape[0], n, -1).transpose(1, 0, 2)
 
 
-def _per_image(xp, w2, n):
-    """The matrix ``w2`` once per image (a broadcast view: CuPy copies it, n x the weights)."""
-    return xp.broadcast_to(w2, (n, *w2.shape))
+def _each_image(xp, w2, a, out, tf32):
+    """``out[n] = w2 @ a[n]`` for stacks ``a``, ``out`` (N, ., P): for one image a 2-D product, else
+    one strided-batched GEMM with ``w2`` repeated per image (CuPy copies the broadcast view)."""
+    if len(a) == 1:
+        return _matmul(xp, w2, a[0], out[0], tf32)
+    return _matmul(xp, xp.broadcast_to(w2, (len(a), *w2.shape)), a, out, tf32)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, tf32=False):
@@ -110,7 +113,7 @@ def conv2d_forward(x, w, stride, padding, dilation, tf32=False):
     OH, OW = _conv_hw((H, W), (KH, KW), stride, padding, dilation)
     y = xp.empty((N, O, OH, OW), x.dtype)
     if _pointwise((KH, KW), stride, padding):
-        _matmul(xp, _per_image(xp, w.reshape(O, C), N), x.reshape(N, C, -1), y.reshape(N, O, -1), tf32)
+        _each_image(xp, w.reshape(O, C), x.reshape(N, C, -1), y.reshape(N, O, -1), tf32)
         return y, x
     col = xp.empty((C * KH * KW, N, OH, OW), x.dtype)
     K.im2col(x, (KH, KW), stride, padding, dilation, col)
@@ -132,7 +135,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, tf32=False)
     gx = xp.empty(x_shape, gy.dtype)
     w_t = w.reshape(O, -1).T
     if _pointwise((KH, KW), stride, padding):
-        _matmul(xp, _per_image(xp, w_t, N), gy.reshape(N, O, -1), gx.reshape(N, C, -1), tf32)
+        _each_image(xp, w_t, gy.reshape(N, O, -1), gx.reshape(N, C, -1), tf32)
         return gx
     gcol = xp.empty((C * KH * KW, N, OH, OW), gy.dtype)
     if xp is np:

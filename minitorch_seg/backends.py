@@ -12,7 +12,8 @@ It governs the GEMMs of dense convolutions on device ``"cuda"`` in float32, read
 forward runs (its backward follows the same setting). Never the CPU, never float64: the
 gradient checks run in float64, and tests that compare the GPU with the CPU turn it off.
 Where CuPy honours it: 2-D products only (``kernels/ops.py`` makes the convolutions' products
-2-D, except a 1x1 convolution's forward and backward-input, which stay batched in float32).
+2-D, except a 1x1 convolution's forward and backward-input over several images, which stay
+batched, in float32).
 """
 
 
