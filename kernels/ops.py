@@ -2,9 +2,10 @@
 
 An op works out the output shapes, allocates the outputs (``xp.empty``), and calls the
 kernels of the backend where its inputs live (``kernels.cpu`` for NumPy arrays,
-``kernels.cuda`` for device arrays), which fill them. Nothing here depends on the device:
-a reader sees what an op does here, and how its loops run on each device side by side in
-``kernels/cpu/<family>.py`` and ``kernels/cuda/<family>.cu``.
+``kernels.cuda`` for device arrays), which fill them. Nothing here depends on the device
+but the convolution's matrix products (below: NumPy's matmul and CuPy's copy different
+things): a reader sees what an op does here, and how its loops run on each device side by
+side in ``kernels/cpu/<family>.py`` and ``kernels/cuda/<family>.cu``.
 
 The ops trust their arguments: ``minitorch_seg.functional`` checks every one (and names it
 in the error) before it calls them. They take C-contiguous float32 or float64 arrays of one
@@ -23,8 +24,8 @@ views that cuBLAS reads with a transpose flag (no copy), and 2-D products are th
 compute type CuPy sets to TF32 (``tf32``: see ``minitorch_seg.backends``). The forward keeps
 ``col`` for the backward instead of building it again: memory (K*N*OH*OW values per dense
 convolution; 849 MB for Fast-SCNN's three at batch 12 of 1024x1024, less the 151 MB image
-that the first one no longer keeps) traded for an im2col. The reorders of y and gy move whole rows of OH*OW values
-(coalesced copies); the NCHW layout of everything else needs them.
+that the first one no longer keeps) traded for an im2col. The reorders of y and gy move
+whole rows of OH*OW values (coalesced copies); the NCHW layout of everything else needs them.
 
 On the CPU the same buffers serve per-image products instead (``y[n] = W @ col[:, n]``, a
 sum over n for the weight gradient): NumPy's matmul reads such strided stacks of matrices in
