@@ -19,6 +19,9 @@ What it runs (float32, random inputs, the model freshly initialised with seed 0)
   queues are synchronised before the clock is read. Peak memory (GPU only) is the most
   memory allocated at once during one run, model and optimizer state included: CuPy's pool
   for us, ``torch.cuda.max_memory_allocated`` for torch.
+- Convolutions on the GPU run in TF32, ours and torch's, as PyTorch's default
+  (``torch.backends.cudnn.allow_tf32``); ``--no-tf32`` turns both off (the precision of
+  the issue's FP32 targets).
 - ``--compare-torch``: the same network in ``torch.nn`` with our weights
   (:mod:`fastscnn.torch_reference`); its logits are checked against ours on the inference
   batch, then it is timed on the same inputs, and each row gets a ratio ours / torch.
@@ -357,6 +360,8 @@ def _parser():
                                                      "512x1024 on cpu)")
     p.add_argument("--iters", type=positive_int, help="timed runs (the median is shown; default 20 on cuda, 3 on cpu)")
     p.add_argument("--compare-torch", action="store_true", help="time the same network in PyTorch too")
+    p.add_argument("--no-tf32", action="store_true", help="full float32 convolutions on the GPU, ours and torch's "
+                   "(minitorch_seg.backends.cudnn.allow_tf32 = False; both default to TF32, as PyTorch)")
     p.add_argument("--profile", action="store_true", help="split one training step by op family")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--estimate", metavar="GPU", help="estimate (uncalibrated) the GPU time of the training step "
@@ -489,6 +494,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.estimate is not None:
         return run_estimate(args)
+    mts.backends.cudnn.allow_tf32 = not args.no_tf32  # torch's follows ours (configure_torch)
     device = args.device or mts.cuda.default_device()
     notes = []
     defaulted = [key for key in DEFAULTS[device] if getattr(args, key) is None]

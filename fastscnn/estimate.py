@@ -11,7 +11,9 @@ target (``extrapolate``) and prices it on the named GPU. The launches are groupe
 family, the families of the issue that introduced this estimate.
 
 Every time printed here is a model: "estimated (uncalibrated)" until a real GPU has timed the
-same kernels.
+same kernels. The headline prices every GEMM in plain FP32 (TF32 off: the precision of
+PyTorch's fp32 baseline); the ``_tf32`` figures price the same traces with the GEMMs that CuPy
+runs in TF32 under ``minitorch_seg.backends.cudnn.allow_tf32`` (on while tracing) at the TF32 peak.
 """
 import numpy as np
 
@@ -30,8 +32,8 @@ UNCALIBRATED = "estimated (uncalibrated)"
 
 # kernel (ours) or Work.kind (CuPy's) -> family
 FAMILIES = {
-    "gemm": "GEMMs", "matmul pointers": "GEMMs", "matmul copy 2-D": "GEMMs",
-    "matmul copy 3-D": "transposed columns copy (before the weight-gradient GEMM)",
+    "gemm": "GEMMs", "matmul pointers": "GEMMs", "matmul copy 2-D": "GEMMs", "matmul copy 3-D": "GEMMs",
+    "copyto": "convolution reorders (NCHW <-> batch inside)",  # kernels/ops.py's CuPy copies
     "depthwise_backward_input": "depthwise backward-input",
     "bilinear_backward": "bilinear backward",
     "depthwise_weight_partials": "depthwise backward-weight", "sum_chunks": "depthwise backward-weight",
@@ -52,6 +54,7 @@ FAMILIES = {
     "sgd_step": "col2im, dropout, pooling, SGD",
 }
 OTHER = "CuPy elementwise and reductions"
+LIBRARY = (OTHER, FAMILIES["copyto"])  # the families of CuPy's own kernels (no events around them)
 
 
 def family(kind):
@@ -102,25 +105,30 @@ def traced_inferences(runs):
 def workload(traces_at, runs, target, gpu):
     """Per-launch work and times of a workload at ``target`` = (images, height, width) on ``gpu``,
     fitted from the traces ``traces_at(runs)`` at the two sizes ``runs``. Returns a list of
-    (family, Work, seconds, bound)."""
+    (family, Work, seconds, bound, seconds with TF32 GEMMs)."""
     sizes = [n * h * w for n, h, w in runs]
-    small, large = (roofline.work_of(t) for t in traces_at(runs))
+    tf32_before, mts.backends.cudnn.allow_tf32 = mts.backends.cudnn.allow_tf32, True
+    try:
+        small, large = (roofline.work_of(t) for t in traces_at(runs))
+    finally:
+        mts.backends.cudnn.allow_tf32 = tf32_before
     works = roofline.extrapolate(small, large, sizes[0], sizes[1], target[0] * target[1] * target[2])
     rows = []
     for w in works:
         t, bound, _ = roofline.seconds(w, gpu)
-        rows.append((family(w.kind), w, t, bound))
+        rows.append((family(w.kind), w, t, bound, roofline.seconds(w, gpu, tf32=True)[0]))
     return rows
 
 
 def by_family(rows):
     """Rows of :func:`workload` summed per family: ``{name: {launches, bytes, sectors_per_request,
-    bank_conflicts, est_ms, bound}}``, the costliest first; ``bound`` is the term that binds for
-    most of the family's time."""
+    bank_conflicts, est_ms, est_ms_tf32, bound}}``, the costliest first; ``bound`` is the term that
+    binds for most of the family's time."""
     families = {}
-    for name, w, t, bound in rows:
+    for name, w, t, bound, t_tf32 in rows:
         f = families.setdefault(name, {"launches": 0, "bytes": 0.0, "sectors": 0.0, "requests": 0.0,
-                                       "bank_conflicts": 0.0, "est_ms": 0.0, "by_bound": {}})
+                                       "bank_conflicts": 0.0, "est_ms": 0.0, "est_ms_tf32": 0.0, "by_bound": {}})
+        f["est_ms_tf32"] += 1e3 * t_tf32
         f["launches"] += int(w.launches)
         f["bytes"] += w.dram_bytes
         f["sectors"] += w.sectors
@@ -132,7 +140,7 @@ def by_family(rows):
     for name, f in sorted(families.items(), key=lambda kv: -kv[1]["est_ms"]):
         out[name] = {"launches": f["launches"], "bytes": f["bytes"],
                      "sectors_per_request": f["sectors"] / f["requests"] if f["requests"] else None,
-                     "bank_conflicts": f["bank_conflicts"], "est_ms": f["est_ms"],
+                     "bank_conflicts": f["bank_conflicts"], "est_ms": f["est_ms"], "est_ms_tf32": f["est_ms_tf32"],
                      "bound": max(f["by_bound"], key=f["by_bound"].get)}
     return out
 
@@ -150,24 +158,28 @@ def estimate(gpu_name="H100", train_runs=None, inference_runs=None,
     return {
         "gpu": gpu.name, "gpu_sources": list(gpu.sources), "note": UNCALIBRATED,
         "model": {"bandwidth_derate": roofline.BANDWIDTH_DERATE, "issue_derate": roofline.ISSUE_DERATE,
-                  "gemm_efficiency": roofline.GEMM_EFFICIENCY, "launch_us": 1e6 * roofline.LAUNCH_S},
+                  "gemm_efficiency": roofline.GEMM_EFFICIENCY, "launch_us": 1e6 * roofline.LAUNCH_S,
+                  "tf32_tflops": gpu.tf32_flops / 1e12},
         "train_size": list(train_target), "train_runs": [list(r) for r in train_runs],
         "inference_size": list(inference_target), "inference_runs": [list(r) for r in inference_runs],
-        "est_step_ms": sum(1e3 * t for _, _, t, _ in train),
-        "est_inference_ms": sum(1e3 * t for _, _, t, _ in inference),
-        "est_step_launches": int(sum(w.launches for _, w, _, _ in train)),
-        "est_inference_launches": int(sum(w.launches for _, w, _, _ in inference)),
+        "est_step_ms": sum(1e3 * row[2] for row in train),
+        "est_inference_ms": sum(1e3 * row[2] for row in inference),
+        "est_step_ms_tf32": sum(1e3 * row[4] for row in train),
+        "est_inference_ms_tf32": sum(1e3 * row[4] for row in inference),
+        "est_step_launches": int(sum(row[1].launches for row in train)),
+        "est_inference_launches": int(sum(row[1].launches for row in inference)),
         "families": by_family(train),
         "inference_families": by_family(inference),
     }
 
 
-def _table(families, total_ms, launches):
-    header = ["family", "launches", "MB", "sectors/req", "bank conflicts", "est. ms", "bound"]
+def _table(families, total_ms, total_tf32_ms, launches):
+    header = ["family", "launches", "MB", "sectors/req", "bank conflicts", "est. ms", "bound", "TF32 ms"]
     rows = [[name, str(f["launches"]), f"{f['bytes'] / 1e6:.0f}",
              "-" if f["sectors_per_request"] is None else f"{f['sectors_per_request']:.1f}",
-             f"{f['bank_conflicts']:.0f}", f"{f['est_ms']:.2f}", f["bound"]] for name, f in families.items()]
-    rows.append(["total", str(launches), "", "", "", f"{total_ms:.2f}", ""])
+             f"{f['bank_conflicts']:.0f}", f"{f['est_ms']:.2f}", f["bound"], f"{f['est_ms_tf32']:.2f}"]
+            for name, f in families.items()]
+    rows.append(["total", str(launches), "", "", "", f"{total_ms:.2f}", "", f"{total_tf32_ms:.2f}"])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = [header, ["-" * w for w in widths]] + rows
     return "\n".join("  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
@@ -183,16 +195,20 @@ def report(result):
              f"emulated GPU, not a measurement",
              f"model: max(DRAM, L1/L2, instructions) / fill + {m['launch_us']:.1f} us per launch; "
              f"{m['bandwidth_derate']:.0%} of bandwidth, {m['issue_derate']:.0%} of issue rate, cuBLAS at "
-             f"{m['gemm_efficiency']:.0%} of FP32 peak; MB = unique bytes (the DRAM lower bound)",
+             f"{m['gemm_efficiency']:.0%} of FP32 peak (TF32 ms: of the TF32 peak); MB = unique bytes (the DRAM lower bound)",
              f"traced at {' and '.join('x'.join(map(str, r)) for r in result['train_runs'])} (training) and "
              f"{' and '.join('x'.join(map(str, r)) for r in result['inference_runs'])} (inference), "
              f"fitted to the target's images x pixels",
              "", f"training step, batch {n} at {h}x{w}, {UNCALIBRATED}:",
-             _table(result["families"], result["est_step_ms"], result["est_step_launches"]),
+             _table(result["families"], result["est_step_ms"], result["est_step_ms_tf32"], result["est_step_launches"]),
              "", f"inference, 1x3x{ih}x{iw}, {UNCALIBRATED}:",
-             _table(result["inference_families"], result["est_inference_ms"], result["est_inference_launches"]),
+             _table(result["inference_families"], result["est_inference_ms"], result["est_inference_ms_tf32"],
+                    result["est_inference_launches"]),
              "", f"training step: {result['est_step_ms']:.1f} ms {UNCALIBRATED}, {result['est_step_launches']} launches; "
                  f"inference: {result['est_inference_ms']:.1f} ms {UNCALIBRATED}, "
                  f"{result['est_inference_launches']} launches",
+             f"with TF32 convolution GEMMs (minitorch_seg.backends.cudnn.allow_tf32, priced at "
+             f"{m['tf32_tflops']:.1f} TFLOPS TF32): training step {result['est_step_ms_tf32']:.1f} ms, inference "
+             f"{result['est_inference_ms_tf32']:.1f} ms, {UNCALIBRATED}",
              "sources of the GPU's limits:"] + [f"  - {s}" for s in result["gpu_sources"]]
     return "\n".join(lines)

@@ -11,11 +11,10 @@ What the events can and cannot split:
 
 - our kernels: each launch, exactly, so each of their families is measured on its own;
 - ``matmul``: one pair of events around the call holds cuBLAS, CuPy's pointer-array kernels
-  and its contiguous copy of a transposed operand, so the estimate's "GEMMs" and "transposed
-  columns copy" families are compared together;
-- CuPy's elementwise kernels and reductions run outside both: they are measured as the whole
-  step (one more pair of events) less everything timed above, which also holds the time the
-  GPU waited for the host between launches.
+  and its contiguous copies of operands, the estimate's "GEMMs" family;
+- CuPy's elementwise kernels, copies (the convolutions' reorders) and reductions run outside
+  both: they are measured as the whole step (one more pair of events) less everything timed
+  above, which also holds the time the GPU waited for the host between launches.
 
 On the emulated GPU the same code runs and the events read the host's clock: the emulator's
 wall time, so the ratios say nothing about a GPU there (the report says so).
@@ -29,9 +28,8 @@ from fastscnn import estimate
 from kernels import device
 from minitorch_seg.benchmark import counters, gpu_name
 
-MATMUL = "GEMMs + transposed columns copy (cupy.matmul)"
-MATMUL_FAMILIES = ("GEMMs", "transposed columns copy (before the weight-gradient GEMM)")
-REST = f"{estimate.OTHER} (step less all above: with GPU idle time)"
+MATMUL = "GEMMs (cupy.matmul)"
+REST = f"{' + '.join(estimate.LIBRARY)} (step less all above: with GPU idle time)"
 
 
 def _timed_runs(fn, runs):
@@ -74,11 +72,11 @@ def compare(families, est_total_ms, measured):
     estimate's ``families`` (``estimate.by_family``) beside ``measured``
     (:func:`measured_families`); ratio = measured / estimated."""
     est = {name: (f["est_ms"], f["launches"]) for name, f in families.items()
-           if name not in MATMUL_FAMILIES and name != estimate.OTHER}
-    matmul = [families[n] for n in MATMUL_FAMILIES if n in families]
-    est[MATMUL] = (sum(f["est_ms"] for f in matmul), sum(f["launches"] for f in matmul))
-    other = families.get(estimate.OTHER, {"est_ms": 0.0, "launches": 0})
-    est[REST] = (other["est_ms"], other["launches"])
+           if name != "GEMMs" and name not in estimate.LIBRARY}
+    gemms = families.get("GEMMs", {"est_ms": 0.0, "launches": 0})
+    est[MATMUL] = (gemms["est_ms"], gemms["launches"])
+    library = [families[n] for n in estimate.LIBRARY if n in families]
+    est[REST] = (sum(f["est_ms"] for f in library), sum(f["launches"] for f in library))
     est["total"] = (est_total_ms, None)
     rows = {}
     for name in list(est) + [n for n in measured if n not in est]:

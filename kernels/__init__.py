@@ -17,9 +17,9 @@ geometry as pairs of Python ints ``(h, w)``, allocate and return their outputs, 
 modify their inputs, except the running statistics of ``batchnorm_forward_train`` and the
 arrays ``sgd_step`` updates::
 
-    conv2d_forward(x, w, stride, padding, dilation) -> y                   # groups == 1, no bias
-    conv2d_backward_input(gy, w, x_shape, stride, padding, dilation) -> gx
-    conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation) -> gw
+    conv2d_forward(x, w, stride, padding, dilation, tf32) -> (y, col)     # groups == 1, no bias
+    conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, tf32) -> gx
+    conv2d_backward_weight(gy, col, w_shape, tf32) -> gw                  # col: the forward's
     depthwise_forward(x, w, stride, padding, dilation) -> y                # w: (C, 1, KH, KW)
     depthwise_backward_input(gy, w, x_shape, stride, padding, dilation) -> gx
     depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation) -> gw

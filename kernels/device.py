@@ -10,10 +10,12 @@ and never imports CuPy itself.
 :class:`Stats` tallies the launches of our kernels (``minitorch_seg.benchmark.counters``
 reads it, with the emulator's own tallies and CuPy's memory pool, to measure a block of code).
 """
+import contextlib
 import os
 
 import numpy as np
 
+COMPUTE_TYPE_TF32 = 7  # CuPy's (cupy/_core/_routines_linalg.pxd, line 27)
 _mode = None          # "gpu" or "emulate", once decided
 _requested = False
 
@@ -48,6 +50,20 @@ def array_module():
     except ImportError as e:
         raise RuntimeError(f"device 'cuda': {unavailable_reason()}") from e
     return cupy
+
+
+@contextlib.contextmanager
+def tf32():
+    """Inside: CuPy's float32 GEMMs may round their operands to TF32 (10-bit mantissa) on tensor
+    cores. It sets CuPy's compute type (``cupy._core.set_compute_type``; ``CUPY_TF32=1`` sets it for
+    the whole process), which CuPy applies to 2-D products only (``tensordot_core_v11``)."""
+    core = array_module()._core
+    before = core.get_compute_type(np.float32)
+    core.set_compute_type(np.float32, COMPUTE_TYPE_TF32)
+    try:
+        yield
+    finally:
+        core.set_compute_type(np.float32, before)
 
 
 def raw_module(code, options, name_expressions):

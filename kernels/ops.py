@@ -2,22 +2,41 @@
 
 An op works out the output shapes, allocates the outputs (``xp.empty``), and calls the
 kernels of the backend where its inputs live (``kernels.cpu`` for NumPy arrays,
-``kernels.cuda`` for device arrays), which fill them. Nothing here depends on the device:
-a reader sees what an op does here, and how its loops run on each device side by side in
-``kernels/cpu/<family>.py`` and ``kernels/cuda/<family>.cu``.
+``kernels.cuda`` for device arrays), which fill them. Nothing here depends on the device
+but the convolution's matrix products (below: NumPy's matmul and CuPy's copy different
+things): a reader sees what an op does here, and how its loops run on each device side by
+side in ``kernels/cpu/<family>.py`` and ``kernels/cuda/<family>.cu``.
 
 The ops trust their arguments: ``minitorch_seg.functional`` checks every one (and names it
 in the error) before it calls them. They take C-contiguous float32 or float64 arrays of one
 dtype (targets: uint8 or int64) and geometry as pairs of ints. Convolution is
-im2col + matrix products (BLAS or cuBLAS through ``xp.matmul``), the whole batch at once:
+im2col + matrix products (BLAS or cuBLAS through ``xp.matmul``), the whole batch at once,
+with the batch *inside* the columns, ``col[(c, kh, kw), (n, oh, ow)] = x[n, c, oh*sh - ph +
+kh*dh, ow*sw - pw + kw*dw]`` (0 outside the image), K = C*KH*KW rows of N*OH*OW:
 
-    forward          y[n]    = W @ col[n]                  W = w.reshape(O, C*KH*KW)
-    backward-input   gcol[n] = W.T @ gy[n];  gx = col2im(gcol)
-    backward-weight  gW      = sum_n gy[n] @ col[n].T      (a fixed order: deterministic)
+    forward          y'  = W @ col                     (O, N*OH*OW);  y = y' reordered to NCHW
+    backward-input   gcol = W.T @ gy'                  gy' = gy reordered to (O, N*OH*OW);  gx = col2im(gcol)
+    backward-weight  gW  = gy' @ col.T                 one GEMM, its inner dimension N*OH*OW
 
-with ``col[n, (c, kh, kw), (oh, ow)] = x[n, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]``
-(0 outside the image). A 1x1 convolution at stride 1 without padding needs no im2col: col
-is x itself. The price of batching: col holds N images' windows at once.
+Each is ONE 2-D GEMM: the weight gradient sums over the batch inside the product (cuBLAS
+splits that long inner dimension over the SMs, in a fixed order), ``W.T`` and ``col.T`` are
+views that cuBLAS reads with a transpose flag (no copy), and 2-D products are the ones whose
+compute type CuPy sets to TF32 (``tf32``: see ``minitorch_seg.backends``). The forward keeps
+``col`` for the backward instead of building it again: memory (K*N*OH*OW values per dense
+convolution; 849 MB for Fast-SCNN's three at batch 12 of 1024x1024, less the 151 MB image
+that the first one no longer keeps) traded for an im2col. The reorders of y and gy move
+whole rows of OH*OW values (coalesced copies); the NCHW layout of everything else needs them.
+
+On the CPU the same buffers serve per-image products instead (``y[n] = W @ col[:, n]``, a
+sum over n for the weight gradient): NumPy's matmul reads such strided stacks of matrices in
+place (BLAS with a leading dimension), so there no reorder is needed; CuPy's copies every
+stack that is not C-contiguous, hence the 2-D products above on the GPU.
+
+A 1x1 convolution at stride 1 without padding needs no columns: col is x. Its forward and
+backward-input are batched products over the images (``y[n] = W @ x[n]``: no reorder of x or y),
+with W repeated per image, because CuPy hands a 2-D W broadcast over a batch to cuBLAS
+through pointer arrays (3 more launches) and a stack of matrices as one strided-batched GEMM.
+(One image: a 2-D product.) Its weight gradient reorders x and gy and takes the one GEMM above.
 """
 import numpy as np
 
@@ -58,48 +77,88 @@ def _pointwise(kernel, stride, padding):
 
 # ----------------------------------------------------------------------------- convolution
 
-def _columns(K, xp, x, kernel, stride, padding, dilation, out_hw):
-    """im2col of ``x`` as (N, C*KH*KW, OH*OW); a 1x1 convolution at stride 1 reads x itself."""
-    N, C, H, W = x.shape
-    if _pointwise(kernel, stride, padding):
-        return x.reshape(N, C, H * W)
-    col = xp.empty((N, C * kernel[0] * kernel[1], *out_hw), x.dtype)
-    K.im2col(x, kernel, stride, padding, dilation, col)
-    return col.reshape(N, col.shape[1], -1)
+def _matmul(xp, a, b, out, tf32):
+    """``out = a @ b``; on the GPU in TF32 when ``tf32`` (float32; CuPy heeds it in 2-D products)."""
+    if tf32 and xp is not np and out.dtype == np.float32:
+        with device.tf32():
+            return xp.matmul(a, b, out=out)
+    return xp.matmul(a, b, out=out)
 
 
-def conv2d_forward(x, w, stride, padding, dilation):
-    """``F.conv2d(x, w, None, stride, padding, dilation)`` (groups 1): y (N, O, OH, OW)."""
+def _batch_inside(xp, a):
+    """``a`` (N, C, H, W) copied as (C, N*H*W): the images side by side in each channel's row."""
+    if a.shape[0] == 1:  # one image: NCHW is that order already
+        return a.reshape(a.shape[1], -1)
+    out = xp.empty((a.shape[1], a.shape[0], a.shape[2] * a.shape[3]), a.dtype)
+    xp.copyto(out, a.reshape(a.shape[0], a.shape[1], -1).transpose(1, 0, 2))
+    return out.reshape(a.shape[1], -1)
+
+
+def _images(col, n):
+    """The columns (K, N*P) as a stack of N (K, P) views, one per image (no copy)."""
+    return col.reshape(col.shape[0], n, -1).transpose(1, 0, 2)
+
+
+def _each_image(xp, w2, a, out, tf32):
+    """``out[n] = w2 @ a[n]`` for stacks ``a``, ``out`` (N, ., P): for one image a 2-D product, else
+    one strided-batched GEMM with ``w2`` repeated per image (CuPy copies the broadcast view)."""
+    if len(a) == 1:
+        return _matmul(xp, w2, a[0], out[0], tf32)
+    return _matmul(xp, xp.broadcast_to(w2, (len(a), *w2.shape)), a, out, tf32)
+
+
+def conv2d_forward(x, w, stride, padding, dilation, tf32=False):
+    """``F.conv2d(x, w, None, stride, padding, dilation)`` (groups 1): ``(y, col)``, y (N, O, OH, OW)
+    and the columns (C*KH*KW, N*OH*OW) for the backward (x itself for a 1x1 conv)."""
     K, xp = _on(x)
     (N, C, H, W), (O, _, KH, KW) = x.shape, w.shape
     OH, OW = _conv_hw((H, W), (KH, KW), stride, padding, dilation)
     y = xp.empty((N, O, OH, OW), x.dtype)
-    col = _columns(K, xp, x, (KH, KW), stride, padding, dilation, (OH, OW))
-    xp.matmul(w.reshape(O, C * KH * KW), col, out=y.reshape(N, O, OH * OW))
-    return y
+    if _pointwise((KH, KW), stride, padding):
+        _each_image(xp, w.reshape(O, C), x.reshape(N, C, -1), y.reshape(N, O, -1), tf32)
+        return y, x
+    col = xp.empty((C * KH * KW, N, OH, OW), x.dtype)
+    K.im2col(x, (KH, KW), stride, padding, dilation, col)
+    col = col.reshape(C * KH * KW, -1)
+    if xp is np:
+        np.matmul(w.reshape(O, -1), _images(col, N), out=y.reshape(N, O, -1))
+        return y, col
+    y_ = y if N == 1 else xp.empty((O, N, OH * OW), x.dtype)  # one image: written in place
+    _matmul(xp, w.reshape(O, -1), col, y_.reshape(O, -1), tf32)
+    if N > 1:
+        xp.copyto(y.reshape(N, O, -1), y_.transpose(1, 0, 2))
+    return y, col
 
 
-def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation):
+def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, tf32=False):
     """dL/dx of :func:`conv2d_forward` (shape ``x_shape``) from ``gy`` = dL/dy."""
     K, xp = _on(gy)
     (N, C, H, W), (O, _, KH, KW), (OH, OW) = x_shape, w.shape, gy.shape[2:]
     gx = xp.empty(x_shape, gy.dtype)
-    w_t, gy = w.reshape(O, C * KH * KW).T, gy.reshape(N, O, OH * OW)
-    if _pointwise((KH, KW), stride, padding):  # gcol is gx itself
-        xp.matmul(w_t, gy, out=gx.reshape(N, C, H * W))
+    w_t = w.reshape(O, -1).T
+    if _pointwise((KH, KW), stride, padding):
+        _each_image(xp, w_t, gy.reshape(N, O, -1), gx.reshape(N, C, -1), tf32)
+        return gx
+    gcol = xp.empty((C * KH * KW, N, OH, OW), gy.dtype)
+    if xp is np:
+        np.matmul(w_t, gy.reshape(N, O, -1), out=_images(gcol.reshape(C * KH * KW, -1), N))
     else:
-        K.col2im(xp.matmul(w_t, gy).reshape(N, C * KH * KW, OH, OW), (KH, KW), stride, padding, dilation, gx)
+        _matmul(xp, w_t, _batch_inside(xp, gy), gcol.reshape(C * KH * KW, -1), tf32)
+    K.col2im(gcol, (KH, KW), stride, padding, dilation, gx)
     return gx
 
 
-def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation):
-    """dL/dw of :func:`conv2d_forward` (shape ``w_shape``) from ``gy`` = dL/dy."""
-    K, xp = _on(gy)
-    (N, O, OH, OW), (_, C, KH, KW) = gy.shape, w_shape
-    col = _columns(K, xp, x, (KH, KW), stride, padding, dilation, (OH, OW))
-    per_image = xp.matmul(gy.reshape(N, O, OH * OW), col.transpose(0, 2, 1))
-    gw = xp.empty(w_shape, gy.dtype)
-    xp.sum(per_image, axis=0, out=gw.reshape(O, C * KH * KW))
+def conv2d_backward_weight(gy, col, w_shape, tf32=False):
+    """dL/dw of :func:`conv2d_forward` (shape ``w_shape``) from ``gy`` = dL/dy and the ``col`` it
+    returned (a 1x1 conv's x, reordered here)."""
+    _, xp = _on(gy)
+    (N, O), gw = gy.shape[:2], xp.empty(w_shape, gy.dtype)
+    if xp is np:  # per image, then summed over the images in a fixed order
+        cols = col.reshape(N, col.shape[1], -1) if col.ndim == 4 else _images(col, N)
+        np.sum(np.matmul(gy.reshape(N, O, -1), cols.transpose(0, 2, 1)), axis=0, out=gw.reshape(O, -1))
+        return gw
+    col = _batch_inside(xp, col) if col.ndim == 4 else col
+    _matmul(xp, _batch_inside(xp, gy), col.T, gw.reshape(O, -1), tf32)
     return gw
 
 

@@ -5,7 +5,7 @@
 >>> (x * x).sum().backward(); x.grad
 tensor(array([2., 4.], dtype=float32))
 """
-from . import cuda, functional, nn, optim
+from . import backends, cuda, functional, nn, optim
 from .autograd import is_grad_enabled, no_grad
 from .gradcheck import GradcheckError, gradcheck
 from .nn import load, save
@@ -13,5 +13,5 @@ from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Function, Tensor, ones, tensor, zeros
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "Function", "no_grad", "is_grad_enabled",
-           "gradcheck", "GradcheckError", "functional", "nn", "optim", "cuda", "save", "load",
+           "gradcheck", "GradcheckError", "functional", "nn", "optim", "cuda", "backends", "save", "load",
            "manual_seed", "get_rng_state", "set_rng_state"]

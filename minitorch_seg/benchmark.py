@@ -27,7 +27,8 @@ How it measures:
   inside kernels with its own allocator, which ``tracemalloc`` does not see, so a number
   there would undercount us.
 - PyTorch settings: on the CPU ``torch.set_num_threads(os.cpu_count())``; on the GPU TF32
-  off for matmul and cuDNN, so both sides compute in full float32 (cuDNN itself stays on).
+  for cuDNN as ours for convolutions (``minitorch_seg.backends.cudnn.allow_tf32``), off for
+  matmul as ours, so both sides compute at the same precision (cuDNN itself stays on).
 
 torch is imported only when the benchmark runs: it is the optional oracle. This module lives
 in ``minitorch_seg``, above the kernels it measures: ``kernels`` imports nothing of ours.
@@ -45,7 +46,7 @@ import numpy as np
 
 from kernels import device
 
-from . import autograd, cuda, functional
+from . import autograd, backends, cuda, functional
 from .autograd import no_grad
 from .device import allocation_of, to_device
 from .tensor import Tensor
@@ -191,12 +192,13 @@ def user_error(message):
 
 
 def configure_torch(torch, device):
-    """All CPU threads on the CPU; full float32 (TF32 off) on the GPU."""
+    """All CPU threads on the CPU; on the GPU, TF32 for convolutions as ours
+    (``minitorch_seg.backends.cudnn.allow_tf32``) and off for other matrix products (as ours)."""
     if device == "cpu":
         torch.set_num_threads(os.cpu_count())
     else:
         torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = backends.cudnn.allow_tf32
 
 
 def check_cuda(torch=None):
@@ -545,7 +547,7 @@ def header(device, repeat, torch):
         info.update(cpu_count=os.cpu_count(), numba_threads=numba.get_num_threads(),
                     torch_threads=torch.get_num_threads())
     else:
-        info.update(gpu=gpu_name(), tf32=False, cudnn=torch.backends.cudnn.enabled)
+        info.update(gpu=gpu_name(), tf32=backends.cudnn.allow_tf32, cudnn=torch.backends.cudnn.enabled)
     return info
 
 

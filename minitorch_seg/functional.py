@@ -15,6 +15,7 @@ import numpy as np
 
 from kernels import ops
 
+from . import backends
 from . import random as mrandom
 from .device import contiguous, device_of, xp_of
 from .tensor import Function, Tensor
@@ -59,25 +60,27 @@ class Conv2dFunction(Function):
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, depthwise):
-        conv = ops.depthwise_forward if depthwise else ops.conv2d_forward
-        y = conv(x, w, stride, padding, dilation)
+        tf32 = backends.cudnn.allow_tf32
+        if depthwise:
+            y, saved = ops.depthwise_forward(x, w, stride, padding, dilation), x
+        else:  # the backward reads x's columns (x itself for a 1x1 conv), kept from the forward
+            y, saved = ops.conv2d_forward(x, w, stride, padding, dilation, tf32)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
-        ctx.save_for_backward(x, w)
-        ctx.geometry = stride, padding, dilation
-        ctx.depthwise = depthwise
+        ctx.save_for_backward(saved, w)
+        ctx.x_shape, ctx.geometry, ctx.depthwise, ctx.tf32 = x.shape, (stride, padding, dilation), depthwise, tf32
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, w = ctx.saved_tensors
-        if ctx.depthwise:
-            back_input, back_weight = ops.depthwise_backward_input, ops.depthwise_backward_weight
-        else:
-            back_input, back_weight = ops.conv2d_backward_input, ops.conv2d_backward_weight
+        saved, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx = back_input(gy, w, x.shape, *ctx.geometry) if need_x else None
-        gw = back_weight(gy, x, w.shape, *ctx.geometry) if need_w else None
+        if ctx.depthwise:
+            gx = ops.depthwise_backward_input(gy, w, ctx.x_shape, *ctx.geometry) if need_x else None
+            gw = ops.depthwise_backward_weight(gy, saved, w.shape, *ctx.geometry) if need_w else None
+        else:
+            gx = ops.conv2d_backward_input(gy, w, ctx.x_shape, *ctx.geometry, ctx.tf32) if need_x else None
+            gw = ops.conv2d_backward_weight(gy, saved, w.shape, ctx.tf32) if need_w else None
         gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb, None, None, None, None
 

@@ -39,3 +39,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _full_float32():
+    """TF32 off (``minitorch_seg.backends``): the tests compare float32 results with full-precision
+    oracles (the CPU kernels, torch on the CPU). A test of TF32 asks for it itself."""
+    from minitorch_seg import backends
+    backends.cudnn.allow_tf32 = False
+    yield
+    backends.cudnn.allow_tf32 = True

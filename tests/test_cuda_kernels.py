@@ -82,11 +82,46 @@ def check_conv(op, shape, geometry, dtype):
     N, C, H, W = shape
     x = randn(shape, dtype, seed=1)
     w = randn((C, 1, *kernel) if op == "depthwise" else (C + 1, C, *kernel), dtype, seed=2)
-    y = getattr(ops, f"{op}_forward")(x, w, stride, padding, dilation)
+    out = getattr(ops, f"{op}_forward")(x, w, stride, padding, dilation)
+    y, col = out if op == "conv2d" else (out, x)
     gy = randn(y.shape, dtype, seed=3)
     check(f"{op}_forward", x, w, stride, padding, dilation)
     check(f"{op}_backward_input", gy, w, x.shape, stride, padding, dilation)
-    check(f"{op}_backward_weight", gy, x, w.shape, stride, padding, dilation)
+    if op == "conv2d":  # its weight gradient reads the columns the forward kept
+        check("conv2d_backward_weight", gy, col, w.shape)
+    else:
+        check("depthwise_backward_weight", gy, x, w.shape, stride, padding, dilation)
+
+
+@pytest.mark.skipif(not device.is_emulated(), reason="the emulator's TF32 rounding (a GPU's may differ in the last bit)")
+@pytest.mark.parametrize("kernel", [(3, 3), (1, 1)])
+def test_conv2d_tf32_rounds_the_operands_of_its_2d_products(kernel):
+    """tf32=True on the GPU equals the CPU's float32 conv of TF32-rounded operands where CuPy
+    uses TF32 (the 2-D products: not a 1x1 conv's forward and backward-input); float64 ignores it."""
+    from kernels.cuda.emulator.xp import to_tf32
+    g = ((1, 1), (0, 0) if kernel == (1, 1) else (1, 1), (1, 1))
+    x, w = randn((2, 3, 9, 11), np.float32, seed=1), randn((4, 3, *kernel), np.float32, seed=2)
+    gy = randn((2, 4, 9, 11), np.float32, seed=3)
+    _, col = ops.conv2d_forward(x, w, *g)
+    on_gpu = [cupy.asarray(a) for a in (x, w, gy, col)]
+    pointwise = kernel == (1, 1)
+    pairs = [(ops.conv2d_forward(*on_gpu[:2], *g, tf32=True)[0], ops.conv2d_forward(to_tf32(x), to_tf32(w), *g)[0]),
+             (ops.conv2d_backward_input(on_gpu[2], on_gpu[1], x.shape, *g, tf32=True),
+              ops.conv2d_backward_input(to_tf32(gy), to_tf32(w), x.shape, *g)),
+             (ops.conv2d_backward_weight(on_gpu[2], on_gpu[3], w.shape, tf32=True),
+              ops.conv2d_backward_weight(to_tf32(gy), to_tf32(col), w.shape))]
+    full = [ops.conv2d_forward(x, w, *g)[0], ops.conv2d_backward_input(gy, w, x.shape, *g),
+            ops.conv2d_backward_weight(gy, col, w.shape)]
+    for i, ((got, want), exact) in enumerate(zip(pairs, full)):
+        got = cupy.asnumpy(got)
+        if pointwise and i < 2:  # batched products: CuPy keeps them in float32
+            np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+            assert np.abs(got - exact).max() > 1e-4  # TF32's error shows at this size
+    x64, w64 = cupy.asarray(x.astype(np.float64)), cupy.asarray(w.astype(np.float64))
+    np.testing.assert_array_equal(cupy.asnumpy(ops.conv2d_forward(x64, w64, *g, tf32=True)[0]),
+                                  cupy.asnumpy(ops.conv2d_forward(x64, w64, *g)[0]))
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
@@ -99,6 +134,12 @@ def test_conv_float64(op, geometry):
 @pytest.mark.parametrize("op", ["conv2d", "depthwise"])
 def test_conv_float32(op, geometry):
     check_conv(op, (2, 3, 9, 11), geometry, np.float32)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[::9])
+def test_conv2d_of_one_image(geometry):
+    """One image: the batch-inside order is NCHW's, and the GPU skips its reorders."""
+    check_conv("conv2d", (1, 3, 9, 11), geometry, np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -335,7 +376,7 @@ def _numpy_calls():
     return {
         "conv2d_forward": (x, f32(2, 2, 3, 3), *g),
         "conv2d_backward_input": (gy, f32(2, 2, 3, 3), x.shape, *g),
-        "conv2d_backward_weight": (gy, x, (2, 2, 3, 3), *g),
+        "conv2d_backward_weight": (gy, np.ones((2 * 9, 16), np.float32), (2, 2, 3, 3)),
         "depthwise_forward": (x, f32(2, 1, 3, 3), *g),
         "depthwise_backward_input": (gy, f32(2, 1, 3, 3), x.shape, *g),
         "depthwise_backward_weight": (gy, x, (2, 1, 3, 3), *g),

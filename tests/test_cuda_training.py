@@ -136,7 +136,9 @@ def test_a_step_reads_nothing_launches_the_same_at_any_batch_and_leaves_only_its
             loss, first_bad = train_step(model, optimizer, criterion, *upload(x, y), it, first_bad)
         counts.append(c)
     assert counts[1].syncs == counts[2].syncs == 0
-    assert counts[1].launches == counts[2].launches <= 600
+    # Counted as CuPy launches them (a matmul: its copies, pointer arrays and GEMM; 854 a step
+    # on main at 02304ed by this count, which then counted a matmul as one launch).
+    assert counts[1].launches == counts[2].launches <= 700
     # What is left: parameters, buffers, gradients, momentum, and the two 0-d results.
     state = [t.data for t in model.state_dict().values()] + [p.grad.data for p in model.parameters()]
     state += list(optimizer.momentum_buffers.values()) + [loss, first_bad] + _flag[len(flag_before):]

@@ -290,3 +290,24 @@ def test_counters_count_launches_reads_and_live_bytes(kernel):
     # At most y (16) + y+1 (16) + its sum (4) are alive at once beside what was: y*2 died before.
     assert c.peak_bytes == before + 36
     assert c.launches == 4 and total == 4.0
+
+
+@pytest.mark.skipif(not device.is_emulated(), reason="device cuda is a real GPU in this session")
+@pytest.mark.parametrize("case, launches", [
+    ("2-D, a transposed view", 1),           # cuBLAS reads an F-contiguous matrix with a flag
+    ("2-D, a strided view", 2),              # neither C- nor F-contiguous: copied first
+    ("W broadcast over a stack", 4),         # 3 pointer arrays, then sgemmBatched
+    ("W repeated per image", 2),             # the broadcast view copied, then one strided-batched GEMM
+    ("a stack transposed", 2),               # ascontiguousarray copies it
+])
+def test_a_matmul_counts_what_cupy_launches_for_it(case, launches):
+    """``cupy.matmul`` is several kernels (``trace.matmul_kernels`` cites CuPy's source for each)."""
+    w, x, t, s = (xp.ones(shape, np.float32) for shape in ((4, 6), (3, 6, 5), (5, 6), (6, 10)))
+    calls = {"2-D, a transposed view": lambda: xp.matmul(w, t.T),
+             "2-D, a strided view": lambda: xp.matmul(w, s[:, ::2]),
+             "W broadcast over a stack": lambda: xp.matmul(w, x),
+             "W repeated per image": lambda: xp.matmul(xp.broadcast_to(w, (3, 4, 6)), x),
+             "a stack transposed": lambda: xp.matmul(x.transpose(0, 2, 1), x)}
+    with counters() as c:
+        calls[case]()
+    assert c.library_launches == launches

@@ -4,31 +4,34 @@ The math and the driver (batched matrix products in NumPy's BLAS) are
 ``kernels.ops.conv2d_*``, shared with the GPU; this file holds the two data-movement
 kernels, over the whole batch (their CUDA twins are in ``kernels/cuda/conv2d.cu``):
 
-- im2col: ``col[n, (c, kh, kw), (oh, ow)] = x[n, c, ih, iw]`` (0 outside the image), with
+- im2col: ``col[(c, kh, kw), n, (oh, ow)] = x[n, c, ih, iw]`` (0 outside the image), with
   ``ih = oh*sh - ph + kh*dh`` and ``iw = ow*sw - pw + kw*dw``;
 - col2im: its transpose, ``gx[n, c, ih, iw]`` = the sum of the ``gcol`` entries that im2col
   copied from ``x[n, c, ih, iw]``.
 
+``col`` holds the batch inside each row, (C*KH*KW, N, OH, OW): one 2-D matrix product then
+takes every image at once, in forward and in both backward products (``kernels/ops.py``).
+
 Parallel loop mapping (Numba ``prange``):
 
-- im2col: one iteration per row of ``col`` viewed as (N*C*KH*KW*OH, OW), i.e. per
-  (n, c, kh, kw, oh); it writes one contiguous row of OW values.
+- im2col: one iteration per row of ``col`` viewed as (C*KH*KW*N*OH, OW), i.e. per
+  (c, kh, kw, n, oh); it writes one contiguous row of OW values.
 - col2im: one iteration per input row (n, c, ih) of ``gx``; it gathers every ``gcol``
   value that lands in that row, so no two iterations write the same memory.
 
 Pseudo-loop (im2col)::
 
-    for n, c, kh, kw, oh in prange(...):     # one row of col
+    for c, kh, kw, n, oh in prange(...):     # one row of col
         ih = oh*sh - ph + kh*dh
         for ow in range(OW):
             iw = ow*sw - pw + kw*dw
-            col[n, c, kh, kw, oh, ow] = x[n, c, ih, iw] if inside else 0
+            col[c, kh, kw, n, oh, ow] = x[n, c, ih, iw] if inside else 0
 
 Pseudo-loop (col2im, the reverse gather)::
 
     for n, c, ih in prange(N * C * H):
         for kh:  oh = (ih + ph - kh*dh) / sh    # skip unless an integer in [0, OH)
-            for kw, ow:  gx[n, c, ih, ow*sw - pw + kw*dw] += gcol[n, c, kh, kw, oh, ow]
+            for kw, ow:  gx[n, c, ih, ow*sw - pw + kw*dw] += gcol[c, kh, kw, n, oh, ow]
 
 Optimizations:
 
@@ -59,18 +62,18 @@ def _valid_range(k, stride, pad, dilation, in_size, out_size):
 
 @njit(parallel=True, cache=True)
 def im2col(x, kernel, stride, padding, dilation, col):
-    """Fill ``col`` (N, C*KH*KW, OH, OW) from the images ``x`` (N, C, H, W)."""
+    """Fill ``col`` (C*KH*KW, N, OH, OW) from the images ``x`` (N, C, H, W)."""
     kh_size, kw_size, sh, sw, ph, pw, dh, dw = kernel + stride + padding + dilation
     N, C, H, W = x.shape
-    _, K, OH, OW = col.shape
-    for row in prange(N * K * OH):
+    K, _, OH, OW = col.shape
+    for row in prange(K * N * OH):
         oh = row % OH
-        r = row // OH % K
-        n = row // (OH * K)
+        n = row // OH % N
+        r = row // (OH * N)
         c = r // (kh_size * kw_size)
         kh = (r // kw_size) % kh_size
         kw = r % kw_size
-        out = col[n, r, oh]
+        out = col[r, n, oh]
         ih = oh * sh - ph + kh * dh
         if ih < 0 or ih >= H:
             out[:] = 0
@@ -86,7 +89,7 @@ def im2col(x, kernel, stride, padding, dilation, col):
 
 @njit(parallel=True, cache=True)
 def col2im(gcol, kernel, stride, padding, dilation, gx):
-    """Sum ``gcol`` (N, C*KH*KW, OH, OW) back into the image gradients ``gx`` (N, C, H, W)."""
+    """Sum ``gcol`` (C*KH*KW, N, OH, OW) back into the image gradients ``gx`` (N, C, H, W)."""
     kh_size, kw_size, sh, sw, ph, pw, dh, dw = kernel + stride + padding + dilation
     N, C, H, W = gx.shape
     _, _, OH, OW = gcol.shape
@@ -105,7 +108,7 @@ def col2im(gcol, kernel, stride, padding, dilation, gx):
                 continue
             for kw in range(kw_size):
                 lo, hi = _valid_range(kw, sw, pw, dw, W, OW)
-                src = gcol[n, (c * kh_size + kh) * kw_size + kw, oh]
+                src = gcol[(c * kh_size + kh) * kw_size + kw, n, oh]
                 shift = kw * dw - pw
                 for ow in range(lo, hi):
                     dst[uintp(ow * sw + shift)] += src[uintp(ow)]

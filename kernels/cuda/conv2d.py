@@ -11,12 +11,12 @@ CUDA = CudaFile("conv2d.cu", ("im2col", "col2im"))
 
 
 def im2col(x, kernel, stride, padding, dilation, col):
-    """Fill ``col`` (N, C*KH*KW, OH, OW) from ``x`` (N, C, H, W); one thread per element of col."""
+    """Fill ``col`` (C*KH*KW, N, OH, OW) from ``x`` (N, C, H, W); one thread per element of col."""
     CUDA.launch("im2col", x.dtype, col.size,
                 (x, *ints(*x.shape, *kernel, *stride, *padding, *dilation, *col.shape[2:]), col))
 
 
 def col2im(gcol, kernel, stride, padding, dilation, gx):
-    """Gather ``gcol`` (N, C*KH*KW, OH, OW) into ``gx`` (N, C, H, W); one thread per element of gx."""
+    """Gather ``gcol`` (C*KH*KW, N, OH, OW) into ``gx`` (N, C, H, W); one thread per element of gx."""
     CUDA.launch("col2im", gcol.dtype, gx.size,
                 (gcol, *ints(*gx.shape, *kernel, *stride, *padding, *dilation, *gcol.shape[2:]), gx))

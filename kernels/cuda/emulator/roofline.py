@@ -35,12 +35,19 @@ per warp count how many times a warp ran the loop body's loads. The formulas are
 
 CuPy's own launches (``LibraryLaunch``): elementwise, reductions and copies move the bytes of
 their shapes; a copy of a non-contiguous array reads with the sectors of a strided gather.
-``matmul`` launches what CuPy really launches for our calls (``cupy/_core/_routines_linalg.pyx``):
-a contiguous copy of each operand that is not C-contiguous (``ascontiguousarray``), three
-pointer-array kernels (``_mat_ptrs``) when a 2-D operand is broadcast over a batch, then one
-cuBLAS GEMM at :data:`GEMM_EFFICIENCY` of the FP32 peak, or at HBM bandwidth if that binds;
-it fills the GPU when it has a 128x128x256 block of work per SM, by output tiles or, for the
-weight gradients' few tiles over a long K, by split-K (counted inside the one launch).
+``matmul`` launches what CuPy really launches (``trace.matmul_kernels``, which cites
+``cupy/_core/_routines_linalg.pyx``): a copy of each operand cuBLAS cannot take as it is
+(2-D: neither C- nor F-contiguous; stacks: not C-contiguous), pointer arrays (``_mat_ptrs``)
+when one matrix is broadcast over a batch, then one cuBLAS GEMM at :data:`GEMM_EFFICIENCY` of
+the FP32 peak, or at HBM bandwidth if that binds; it fills the GPU when it has a
+128x128x256 block of work per SM, by output tiles or, for the weight gradients' few tiles
+over a long K, by split-K (counted inside the one launch).
+
+TF32: a GEMM that CuPy runs in TF32 (2-D, float32, compute type TF32) records its FLOPs as
+``tf32_flops`` too. The estimate's headline prices every GEMM at the FP32 peak (TF32 off, the
+precision of PyTorch's fp32 eager baseline); ``seconds(..., tf32=True)`` prices those FLOPs at
+the TF32 tensor-core peak instead, at the same :data:`GEMM_EFFICIENCY` (an assumption: cuBLAS
+reaches a like share of either peak at our shapes, which are mostly bandwidth-bound in TF32).
 
 Extrapolation to a shape too large to emulate (:func:`extrapolate`): run the same work at two
 small shapes; the launches match one to one (the same network launches the same kernels in
@@ -53,7 +60,7 @@ finishing) stays constant, which the constant ``a`` carries.
 import dataclasses
 import math
 
-from .trace import SECTOR, KernelLaunch, LibraryLaunch
+from .trace import SECTOR, KernelLaunch, LibraryLaunch, matmul_kernels
 
 DIV = 20        # SASS instructions of a 32-bit integer division or modulo by a runtime value
 MEM = 3         # a global load or store with its address arithmetic
@@ -75,6 +82,7 @@ class GPU:
     l2_bytes_per_s: float
     fp32_flops: float
     fp64_flops: float
+    tf32_flops: float
     warp_instructions_per_clock_per_sm: int
     sources: tuple
 
@@ -82,13 +90,15 @@ class GPU:
 GPUS = {
     "H100": GPU(
         name="NVIDIA H100 SXM5 80GB", sms=132, clock_hz=1.98e9, hbm_bytes_per_s=3.35e12,
-        l2_bytes=50e6, l2_bytes_per_s=5.5e12, fp32_flops=67e12, fp64_flops=34e12,
+        l2_bytes=50e6, l2_bytes_per_s=5.5e12, fp32_flops=67e12, fp64_flops=34e12, tf32_flops=494.5e12,
         warp_instructions_per_clock_per_sm=4,
         sources=(
             "132 SMs, 50 MB L2, 4 SM partitions each issuing one warp instruction per clock: "
             "NVIDIA H100 Tensor Core GPU Architecture whitepaper (2022), Table 3 and the SM figure",
             "1.98 GHz boost (SXM5), FP32 67 TFLOPS, FP64 34 TFLOPS (non-tensor), HBM3 3.35 TB/s: "
             "NVIDIA H100 Tensor Core GPU datasheet (SXM column)",
+            "TF32 Tensor Core 494.5 TFLOPS dense: half the 989 TFLOPS that the same datasheet gives "
+            "'with sparsity' (SXM column)",
             "L2 bandwidth 5.5 TB/s: NOT published by NVIDIA; an assumption of the order measured by "
             "microbenchmarks (Chips and Cheese, 'Nvidia's H100: Funny L2, and Tons of Bandwidth', 2023, "
             "H100 PCIe); uncalibrated",
@@ -113,9 +123,10 @@ class Work:
     bank_conflicts: float = 0
     instructions: float = 0   # warp instructions
     flops: float = 0          # GEMMs only: they are timed against the FP32 peak instead
+    tf32_flops: float = 0     # the part of flops that CuPy runs in TF32 when asked
 
     NUMBERS = ("launches", "blocks", "dram_bytes", "l2_bytes", "sector_bytes", "requests", "sectors",
-               "shared_requests", "shared_wavefronts", "bank_conflicts", "instructions", "flops")
+               "shared_requests", "shared_wavefronts", "bank_conflicts", "instructions", "flops", "tf32_flops")
 
 
 # ---------------------------------------------------------------------- instruction counts
@@ -192,10 +203,10 @@ def _heads_width_cost(s, r):
 # requests per warp stand in for loop trip counts: a warp issues one request per load that
 # any of its lanes executes, so a loop with one load issues one request per iteration.
 COSTS = {
-    # 6 div/mod decoding (n, c, kh, kw, oh, ow), bounds test, one load, one store
-    "im2col": lambda s, r: 6 * DIV + 16 + 2 * MEM,
-    # 3 div/mod decoding, then the gather over taps: a division per row and per tap
-    "col2im": lambda s, r: _gather_cost(s, r, 3, 1),
+    # 7 div/mod decoding (ow, oh, n, then c, kh, kw of the row), bounds test, one load, one store
+    "im2col": lambda s, r: 7 * DIV + 16 + 2 * MEM,
+    # 4 div/mod decoding (iw, ih, c, n), then the gather over taps: a division per row and per tap
+    "col2im": lambda s, r: _gather_cost(s, r, 4, 1),
     # 4 div/mod decoding, 5 per row and per tap for the bounds, 2 loads + FMA per tap inside
     "depthwise_forward": lambda s, r: 4 * DIV + 12 + 5 * s["KH"] + 5 * s["KH"] * s["KW"]
                                       + _taps(r) * (2 * MEM + 1),
@@ -299,20 +310,23 @@ def library_work(launch):
         n = max([_elements(d) for d in launch.inputs + launch.outputs] or [0])
         return [_streaming(launch.name, launch.bytes, n)]
     (a, b), out = launch.inputs[:2], launch.outputs[0]
-    works = [_copy(f"matmul copy {len(d[0])}-D", d) for d in (a, b) if not d[2]]
-    ndim = max(len(a[0]), len(b[0]))
     batch = math.prod(out[0][:-2])
-    if ndim > 2 and batch > 1 and (math.prod(a[0][:-2]) == 1 or math.prod(b[0][:-2]) == 1):
-        works += [Work("matmul pointers", blocks=1, dram_bytes=8 * batch, l2_bytes=8 * batch,
-                       sector_bytes=8 * batch, instructions=batch) for _ in range(3)]
+    works = []
+    for kind, d in matmul_kernels(a, b, out):
+        if kind == "copy":
+            works.append(_copy(f"matmul copy {len(d[0])}-D", d))
+        elif kind == "pointers":
+            works.append(Work("matmul pointers", blocks=1, dram_bytes=8 * batch, l2_bytes=8 * batch,
+                              sector_bytes=8 * batch, instructions=batch))
     m, k, n = a[0][-2], a[0][-1], b[0][-1]
     # How many SMs a GEMM can keep busy: one 128x128 output tile each, and where the output has
     # fewer tiles than SMs (our weight gradients: a few tiles, K = all the pixels) cuBLAS splits
     # K (split-K), so count blocks of work of 128x128x256. Unrounded, so that a fit through two
     # small sizes (under one block each) still sees the target's thousands.
     blocks = batch * m * n * k / (128 * 128 * 256)
+    flops = 2.0 * batch * m * n * k
     works.append(Work("gemm", blocks=blocks, dram_bytes=(_elements(a) + _elements(b) + _elements(out)) * out[1],
-                      flops=2.0 * batch * m * n * k))
+                      flops=flops, tf32_flops=flops if launch.tf32 else 0))
     return works
 
 
@@ -329,8 +343,10 @@ def work_of(launches):
 
 # ---------------------------------------------------------------------- time
 
-def seconds(work, gpu):
-    """``(time, bound, terms)`` of one :class:`Work` on ``gpu``: the model in the module docstring."""
+def seconds(work, gpu, tf32=False):
+    """``(time, bound, terms)`` of one :class:`Work` on ``gpu``: the model in the module docstring
+    (``tf32``: its ``tf32_flops`` at the TF32 tensor-core peak)."""
+    in_tf32 = work.tf32_flops if tf32 else 0
     bandwidth = gpu.hbm_bytes_per_s * BANDWIDTH_DERATE
     terms = {
         "DRAM": work.dram_bytes / bandwidth,
@@ -338,7 +354,7 @@ def seconds(work, gpu):
                      (work.sectors / 4 + work.shared_wavefronts) / (gpu.sms * gpu.clock_hz)),
         "instructions": work.instructions / (gpu.sms * gpu.warp_instructions_per_clock_per_sm
                                               * gpu.clock_hz * ISSUE_DERATE),
-        "FLOPs": work.flops / (gpu.fp32_flops * GEMM_EFFICIENCY),
+        "FLOPs": ((work.flops - in_tf32) / gpu.fp32_flops + in_tf32 / gpu.tf32_flops) / GEMM_EFFICIENCY,
     }
     bound = max(terms, key=terms.get)
     fill = fill_factor(work.blocks, gpu)

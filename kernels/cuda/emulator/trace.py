@@ -23,6 +23,7 @@ item sizes and contiguity of the arrays it reads and writes.
 """
 import ctypes
 import dataclasses
+import math
 import os
 import sys
 
@@ -137,30 +138,77 @@ class KernelLaunch:
 
 @dataclasses.dataclass
 class LibraryLaunch:
-    """One launch CuPy would make: ``name`` (the NumPy function) and the arrays it reads and writes,
-    each as ``(shape, itemsize, c_contiguous, strides)``."""
+    """One call of CuPy's: ``name`` (the NumPy function) and the arrays it reads and writes,
+    each as ``(shape, itemsize, c_contiguous, strides)``; ``tf32``: a GEMM whose operands CuPy
+    rounds to TF32. A ``matmul`` is several launches (:func:`matmul_kernels`)."""
 
     name: str
     inputs: list
     outputs: list
+    tf32: bool = False
 
     @property
     def bytes(self):
         """Bytes read and written, each array once, from its shape."""
         return sum(int(np.prod(s)) * size for s, size, _, _ in self.inputs + self.outputs)
 
+    @property
+    def launches(self):
+        """Kernels CuPy launches for this call."""
+        return len(matmul_kernels(*self.inputs[:2], self.outputs[0])) if self.name == "matmul" else 1
+
     def __str__(self):
         shapes = lambda arrays: " ".join("x".join(map(str, s)) or "()" for s, _, _, _ in arrays)  # noqa: E731
         return f"cupy {self.name}: reads {shapes(self.inputs)} writes {shapes(self.outputs)}"
 
 
-def _describe(a):
+def _f_contiguous(desc):
+    shape, itemsize, _, strides = desc
+    expected = itemsize
+    for size, stride in zip(shape, strides):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def matmul_kernels(a, b, out):
+    """What ``cupy.matmul(a, b, out=out)`` launches, from its arrays' descriptors: a list of
+    ``(kind, descriptor)``, kind "copy" (an operand made contiguous, or the result copied to
+    ``out``), "pointers" (an array of matrix pointers) or "gemm". CuPy's rules, in
+    ``cupy/_core/_routines_linalg.pyx`` (cupy at 6b6d956, lines cited):
+
+    - 2-D operands (``matmul`` 856-865 hands them to ``dot``, then ``tensordot_core`` 541-630):
+      ``_mat_to_cublas_contiguous`` (461-472) passes a C- or F-contiguous matrix to cuBLAS
+      as it is, with a transpose flag, and copies any other; one ``gemmEx``
+      (``tensordot_core_v11``, 702-779: the one GEMM that follows the compute type, 719-729);
+    - more dimensions: ``ascontiguousarray`` of each operand (903-904: a transposed or
+      broadcast stack is copied; a 2-D operand counts as a stack of one); a stack of one
+      broadcast over the batch (910-934) takes ``_mat_ptrs`` (796-818, one launch per batch
+      axis) for a, b and the result, then ``sgemmBatched`` (1026-1035); else one
+      ``gemmStridedBatchedEx`` (1009-1022), its compute type the data type: neither is TF32;
+    - a result CuPy cannot write in place (not C-contiguous) is copied to ``out`` (864, 1070).
+    """
+    ndim = max(len(a[0]), len(b[0]))
+    if ndim <= 2:
+        kernels = [("copy", d) for d in (a, b) if not (d[2] or _f_contiguous(d))]
+    else:
+        kernels = [("copy", d) for d in (a, b) if not d[2]]
+        batch = math.prod(out[0][:-2])
+        if batch > 1 and 1 in (math.prod(a[0][:-2]), math.prod(b[0][:-2])):
+            kernels += [("pointers", out)] * (3 * (ndim - 2))
+    kernels.append(("gemm", out))
+    return kernels + ([("copy", out)] if not out[2] else [])
+
+
+def describe(a):
+    """A NumPy array's ``(shape, itemsize, c_contiguous, strides)``."""
     return (tuple(a.shape), a.itemsize, bool(a.flags.c_contiguous), tuple(a.strides))
 
 
-def library(name, inputs, outputs):
-    """Record a launch of CuPy's reading NumPy arrays ``inputs`` and writing ``outputs``."""
-    _keep(LibraryLaunch(name, [_describe(a) for a in inputs], [_describe(a) for a in outputs]))
+def keep(launch):
+    """Record ``launch`` (a :class:`LibraryLaunch`) in every open recording."""
+    _keep(launch)
 
 
 def launch(function, grid, block, pointers, args, memory, device_array):

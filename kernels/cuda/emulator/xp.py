@@ -90,11 +90,14 @@ def _track(a):
         weakref.finalize(root, _release, key)
 
 
-def _launched(name, inputs, outputs):
-    """Count one launch of CuPy's; traced, also the arrays it reads and writes (``trace.library``)."""
-    Stats.library_launches += 1
+def _launched(name, inputs, outputs, tf32=False):
+    """Count the launches of one call of CuPy's (a matmul: several, ``trace.matmul_kernels``);
+    traced, also record the arrays it reads and writes."""
+    launch = trace.LibraryLaunch(name, [trace.describe(a) for a in inputs],
+                                 [trace.describe(a) for a in outputs], tf32)
+    Stats.library_launches += launch.launches
     if trace.enabled():
-        trace.library(name, inputs, outputs)
+        trace.keep(launch)
 
 
 def _read_back():
@@ -328,7 +331,7 @@ def _arrays(x):
             yield from _arrays(v)
 
 
-def _run(fn, args, kwargs, owner=None):
+def _run(fn, args, kwargs, owner=None, tf32=False):
     """Call a NumPy function (or ``owner``'s method) on device arrays: one launch, unless it only views."""
     inputs = list(_arrays((owner, args, kwargs)))
     result = fn(*_unwrap(args), **_unwrap(kwargs))
@@ -339,7 +342,7 @@ def _run(fn, args, kwargs, owner=None):
     if in_place or not views:
         read = list(_arrays((owner, args, {k: v for k, v in kwargs.items() if k != "out"})))
         _launched(getattr(fn, "__name__", type(fn).__name__), read,
-                  [r for r in outputs if isinstance(r, np.ndarray)])
+                  [r for r in outputs if isinstance(r, np.ndarray)], tf32)
     return _wrap(result, [a for a in [owner, *args, *kwargs.values()] if isinstance(a, ndarray)])
 
 
@@ -378,6 +381,47 @@ def ascontiguousarray(a, dtype=None):
 def asnumpy(a, stream=None, order="C", out=None):
     """``a`` in host memory: ``a.get()`` for a device array, a NumPy array otherwise."""
     return a.get(order=order, out=out) if isinstance(a, ndarray) else np.asarray(a, order=order)
+
+
+def matmul(a, b, out=None):
+    """``cupy.matmul``. Where CuPy would compute in TF32 (float32 2-D operands under the compute
+    type TF32: ``trace.matmul_kernels``) the operands are rounded to TF32 first, so that the
+    emulated GPU's results carry TF32's error, as a GPU's would."""
+    tf32 = (_core.get_compute_type(np.float32) == _core.COMPUTE_TYPE_TF32 and a.ndim <= 2 and b.ndim <= 2
+            and a.dtype == b.dtype == np.float32)
+    return _run(_tf32_matmul if tf32 else np.matmul, (a, b), {} if out is None else {"out": out}, tf32=tf32)
+
+
+def to_tf32(a):
+    """float32 ``a`` rounded to TF32 (8-bit exponent, 10-bit mantissa): to nearest, ties away from
+    zero, as the tensor cores' conversion (PTX ``cvt.rna.tf32.f32``), kept in float32."""
+    return ((a.view(np.uint32) + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+def _tf32_matmul(a, b, out=None):
+    return np.matmul(to_tf32(a), to_tf32(b), out=out)
+
+
+_tf32_matmul.__name__ = "matmul"
+
+
+class _Core:
+    """``cupy._core``: the compute type of CuPy's GEMMs per dtype (its TF32 switch)."""
+
+    COMPUTE_TYPE_DEFAULT = 1
+    COMPUTE_TYPE_TF32 = 7   # the values of cupy/_core/_routines_linalg.pxd
+    _types = {}
+
+    def get_compute_type(self, dtype):
+        """The compute type of ``dtype``'s matrix products (default unless set)."""
+        return self._types.get(np.dtype(dtype), self.COMPUTE_TYPE_DEFAULT)
+
+    def set_compute_type(self, dtype, compute_type):
+        """Set the compute type of ``dtype``'s matrix products (TF32 applies to float32)."""
+        self._types[np.dtype(dtype)] = compute_type
+
+
+_core = _Core()
 
 
 def get_array_module(*args):
