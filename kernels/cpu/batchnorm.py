@@ -82,7 +82,7 @@ def _normalized(x, scale, shift):
 @njit(cache=True)
 def _gated(gy, x, relu, scale, shift, n, c, i):
     """The gradient reaching the batch norm: ``gy``, zero where the ReLU after it was off."""
-    return gy.dtype.type(0) if relu and not _normalized(x[n, c, i], scale, shift) > 0 else gy[n, c, i]
+    return 0.0 if relu and not _normalized(x[n, c, i], scale, shift) > 0 else gy[n, c, i]
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
