@@ -203,8 +203,9 @@ def _function_classes():
     return found
 
 
-_FAMILY_OF = {F.BatchNormFunction: "batchnorm", F.ReLUFunction: "relu", F.BilinearFunction: "upsample",
-              F.AvgPool2dFunction: "pool", F.AdaptiveAvgPool2dFunction: "pool", F.CrossEntropyFunction: "loss"}
+_FAMILY_OF = {F.BatchNormFunction: "batchnorm", F.ReLUFunction: "relu", F.AddReLUFunction: "relu",
+              F.BilinearFunction: "upsample", F.AvgPool2dFunction: "pool", F.AdaptiveAvgPool2dFunction: "pool",
+              F.CrossEntropyFunction: "loss"}
 
 
 def family(cls, ctx):
