@@ -38,8 +38,8 @@ FAMILIES = {
     "grad_partials": "BN backward", "backward_input": "BN backward",
     "bilinear_forward": "bilinear forward",
     "stat_partials": "BN forward", "forward_train": "BN forward", "forward_eval": "BN forward",
-    # the ReLU's own kernels replace CuPy launches (g * (y > 0), relu(a + b)): counted where those were
-    "add_relu": "CuPy elementwise and reductions", "relu_backward": "CuPy elementwise and reductions",
+    # the ReLU's own kernels, which replaced CuPy's launches for relu(a + b) and g * (y > 0)
+    "add_relu": "ReLU", "relu_backward": "ReLU",
     "cross_entropy_backward": "cross-entropy backward",
     "cross_entropy_forward": "cross-entropy forward",
     "im2col": "im2col",
