@@ -198,9 +198,9 @@ def _function_classes():
     return found
 
 
-_FAMILY_OF = {F.BatchNormFunction: "batchnorm", F.ReLUFunction: "relu", F.BilinearFunction: "upsample",
-              F.AvgPool2dFunction: "pool", F.AdaptiveAvgPool2dFunction: "pool", F.CrossEntropyFunction: "loss",
-              F.UpsampleCrossEntropyFunction: "loss"}
+_FAMILY_OF = {F.BatchNormFunction: "batchnorm", F.ReLUFunction: "relu", F.AddReLUFunction: "relu",
+              F.BilinearFunction: "upsample", F.AvgPool2dFunction: "pool", F.AdaptiveAvgPool2dFunction: "pool",
+              F.CrossEntropyFunction: "loss", F.UpsampleCrossEntropyFunction: "loss"}
 
 
 def family(cls, ctx):

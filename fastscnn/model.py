@@ -171,7 +171,7 @@ class FeatureFusion(nn.Module):
 
     def forward(self, high, low):
         low = F.interpolate(low, size=high.shape[2:], align_corners=self.align_corners)
-        return F.relu(self.high_project(high) + self.low_project(self.low_dw(low)))
+        return F.add_relu(self.high_project(high), self.low_project(self.low_dw(low)))  # one kernel, not two
 
 
 class Classifier(nn.Module):

@@ -24,10 +24,11 @@ arrays ``sgd_step`` updates::
     depthwise_backward_input(gy, w, x_shape, stride, padding, dilation) -> gx
     depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation) -> gw
     batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum, relu)
-        -> (y, mean, invstd)                   # biased batch stats; running stats in place
-    batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu) -> y    # relu: BN + ReLU fused
-    batchnorm_backward_train(gy, x, mean, invstd, weight, y) -> (gx, gweight, gbias)  # y: ReLU's
-    batchnorm_backward_eval(gy, x, mean, var, weight, eps, y) -> (gx, gweight, gbias)
+        -> (y, stats)          # relu: BN + ReLU fused; stats (4, C): mean, invstd, scale, shift
+    batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu) -> (y, stats)
+    batchnorm_backward(gy, x, stats, relu, training) -> (gx, gweight, gbias)
+    add_relu(a, b) -> max(a + b, 0)
+    relu_backward(g, y) -> g * (y > 0)                                    # one kernel
     avg_pool2d_forward(x, kernel_size, stride, padding) -> y              # count_include_pad
     avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding) -> gx
     adaptive_avg_pool2d_forward(x, output_size) -> y
@@ -49,10 +50,11 @@ A backend (``kernels.cpu``, ``kernels.cuda``) supplies the loops, with the outpu
     depthwise_forward(x, w, stride, padding, dilation, y)
     depthwise_backward_input(gy, w, stride, padding, dilation, gx)
     depthwise_backward_weight(gy, x, stride, padding, dilation, gw)
-    batchnorm_forward_train(x, weight, bias, eps, update, running_mean, running_var, momentum, relu, y, mean, invstd)
-    batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu, y)
-    batchnorm_backward_train(gy, x, mean, invstd, weight, relu, y, gx, gweight, gbias)
-    batchnorm_backward_eval(gy, x, mean, var, weight, eps, relu, y, gx, gweight, gbias)
+    batchnorm_forward_train(x, weight, bias, eps, update, running_mean, running_var, momentum, relu, y, stats)
+    batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu, y, stats)
+    batchnorm_backward(gy, x, stats, relu, training, gx, gweight, gbias)
+    add_relu(a, b, y)
+    relu_backward(g, y, gx)
     avg_pool2d_forward(x, kernel, stride, padding, y)
     avg_pool2d_backward(gy, kernel, stride, padding, gx)
     adaptive_avg_pool2d_forward(x, y)

@@ -45,7 +45,7 @@ from . import cpu, device
 __all__ = [
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
     "depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight",
-    "batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward_train", "batchnorm_backward_eval",
+    "batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward", "add_relu", "relu_backward",
     "avg_pool2d_forward", "avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
     "bilinear_forward", "bilinear_backward", "cross_entropy_forward", "cross_entropy_backward",
     "upsample_cross_entropy_forward", "upsample_cross_entropy_backward",
@@ -189,47 +189,53 @@ def depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation):
 # ----------------------------------------------------------------------------- batch norm
 
 def batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum, relu):
-    """Batch norm of ``x`` with its own statistics (then ReLU, with ``relu``); ``(y, mean, invstd)``.
+    """Batch norm of ``x`` with its own statistics (then ReLU, with ``relu``); ``(y, stats)``.
 
-    ``mean``/``invstd`` (C,) use the biased variance (what the backward needs); the running
-    statistics, unless None, move ``momentum`` toward the batch's, in place.
+    ``stats`` (4, C): the rows mean, invstd (of the biased variance), scale and shift, what the
+    backward needs; the running statistics, unless None, move ``momentum`` toward the batch's,
+    in place.
     """
     K, xp = _on(x)
-    C = x.shape[1]
-    y, mean, invstd = xp.empty_like(x), xp.empty(C, x.dtype), xp.empty(C, x.dtype)
+    y, stats = xp.empty_like(x), xp.empty((4, x.shape[1]), x.dtype)
     update = running_mean is not None
-    K.batchnorm_forward_train(x, weight, bias, eps, update, running_mean if update else mean,
-                              running_var if update else invstd, momentum, relu, y, mean, invstd)
-    return y, mean, invstd
+    K.batchnorm_forward_train(x, weight, bias, eps, update, running_mean if update else stats[0],
+                              running_var if update else stats[1], momentum, relu, y, stats)
+    return y, stats
 
 
 def batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu):
-    """Batch norm of ``x`` with the fixed statistics ``mean``/``var`` (then ReLU, with ``relu``)."""
+    """Batch norm of ``x`` with the fixed statistics ``mean``/``var`` (then ReLU, with ``relu``);
+    ``(y, stats)``, ``stats`` as above, its mean a copy of ``mean`` made by the same launch."""
     K, xp = _on(x)
-    y = xp.empty_like(x)
-    K.batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu, y)
+    y, stats = xp.empty_like(x), xp.empty((4, x.shape[1]), x.dtype)
+    K.batchnorm_forward_eval(x, mean, var, weight, bias, eps, relu, y, stats)
+    return y, stats
+
+
+def batchnorm_backward(gy, x, stats, relu, training):
+    """``(gx, gweight, gbias)`` of batch norm (with the ReLU's backward, with ``relu``), through
+    the batch statistics when ``training``; ``stats`` from the forward."""
+    K, xp = _on(gy)
+    C = x.shape[1]
+    gx, gweight, gbias = xp.empty_like(x), xp.empty(C, x.dtype), xp.empty(C, x.dtype)
+    K.batchnorm_backward(gy, x, stats, relu, training, gx, gweight, gbias)
+    return gx, gweight, gbias
+
+
+def add_relu(a, b):
+    """``max(a + b, 0)`` for ``a``, ``b`` of one shape, in one kernel."""
+    K, xp = _on(a)
+    y = xp.empty_like(a)
+    K.add_relu(a, b, y)
     return y
 
 
-def batchnorm_backward_train(gy, x, mean, invstd, weight, y):
-    """``(gx, gweight, gbias)`` of training batch norm; ``y``: its output when it applied the
-    ReLU (whose backward this then includes), else None."""
-    K, xp = _on(gy)
-    C = x.shape[1]
-    gx, gweight, gbias = xp.empty_like(x), xp.empty(C, x.dtype), xp.empty(C, x.dtype)
-    K.batchnorm_backward_train(gy, x, mean, invstd, weight, y is not None, gy if y is None else y,
-                               gx, gweight, gbias)
-    return gx, gweight, gbias
-
-
-def batchnorm_backward_eval(gy, x, mean, var, weight, eps, y):
-    """``(gx, gweight, gbias)`` of eval batch norm (the statistics are constants); ``y`` as above."""
-    K, xp = _on(gy)
-    C = x.shape[1]
-    gx, gweight, gbias = xp.empty_like(x), xp.empty(C, x.dtype), xp.empty(C, x.dtype)
-    K.batchnorm_backward_eval(gy, x, mean, var, weight, eps, y is not None, gy if y is None else y,
-                              gx, gweight, gbias)
-    return gx, gweight, gbias
+def relu_backward(g, y):
+    """The gradient of a ReLU whose output was ``y``: ``g`` where ``y > 0``, else 0, in one kernel."""
+    K, xp = _on(g)
+    gx = xp.empty_like(g)
+    K.relu_backward(g, y, gx)
+    return gx
 
 
 # ----------------------------------------------------------------------------- pooling, resizing

@@ -122,7 +122,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 # --- batch norm -----------------------------------------------------------------------------
 class BatchNormFunction(Function):
     """Batch norm over (N, H, W) per channel (then a ReLU, when ``relu``: one fused op); in
-    training it also updates the running stats."""
+    training it also updates the running stats.
+
+    It saves ``x`` and the per-channel constants the forward used (``stats``: mean, invstd,
+    scale, shift), not its output: the backward recomputes the ReLU's gate from ``x``. In eval
+    mode ``stats`` is a snapshot of the running statistics, written by the forward's own
+    launch, so a training forward that moves them before this backward changes nothing here.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
@@ -130,23 +136,18 @@ class BatchNormFunction(Function):
         c = x.shape[1]
         weight = xp.ones(c, x.dtype) if weight is None else weight
         bias = xp.zeros(c, x.dtype) if bias is None else bias
-        ctx.training, ctx.eps = training, eps
+        ctx.training, ctx.relu = training, relu
         if training:
-            y, a, b = ops.batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum,
-                                                  relu)
+            y, stats = ops.batchnorm_forward_train(x, weight, bias, eps, running_mean, running_var, momentum, relu)
         else:
-            y = ops.batchnorm_forward_eval(x, running_mean, running_var, weight, bias, eps, relu)
-            a, b = running_mean.copy(), running_var.copy()
-        ctx.save_for_backward(x, weight, a, b, y if relu else None)
+            y, stats = ops.batchnorm_forward_eval(x, running_mean, running_var, weight, bias, eps, relu)
+        ctx.save_for_backward(x, stats)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, weight, a, b, y = ctx.saved_tensors
-        if ctx.training:
-            gx, gw, gb = ops.batchnorm_backward_train(gy, x, a, b, weight, y)
-        else:
-            gx, gw, gb = ops.batchnorm_backward_eval(gy, x, a, b, weight, ctx.eps, y)
+        x, stats = ctx.saved_tensors
+        gx, gw, gb = ops.batchnorm_backward(gy, x, stats, ctx.relu, ctx.training)
         return gx, gw, gb, None, None, None, None, None, None
 
 
@@ -201,13 +202,34 @@ class ReLUFunction(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * (y > 0)
+        return ops.relu_backward(g, y)
 
 
 def relu(input):
     """max(input, 0) elementwise."""
     _check_input("relu", "input", input)
     return ReLUFunction.apply(input)
+
+
+class AddReLUFunction(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        y = ops.add_relu(a, b)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        g = ops.relu_backward(g, ctx.saved_tensors[0])
+        return g, g  # one array for both: gradients are added out of place (autograd._accumulate)
+
+
+def add_relu(input, other):
+    """``relu(input + other)`` as one op (not in PyTorch), for tensors of one shape: one kernel
+    forward and one backward instead of two each."""
+    _check_input("add_relu", "input", input)
+    _check_like("add_relu", "other", other, input, input.shape)
+    return AddReLUFunction.apply(input, other)
 
 
 class DropoutFunction(Function):

@@ -248,7 +248,8 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return unbroadcast(g * b, a.shape), unbroadcast(g * a, b.shape)
+        need_a, need_b = ctx.needs_input_grad[:2]  # loss * 0.4: no kernel for the constant's gradient
+        return unbroadcast(g * b, a.shape) if need_a else None, unbroadcast(g * a, b.shape) if need_b else None
 
 
 class Div(Function):

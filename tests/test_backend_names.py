@@ -67,7 +67,7 @@ def backend(name):
 
 
 def test_the_docstring_blocks_parse():
-    assert len(ops_api()) == 22 and len(backend_api()) == 21
+    assert len(ops_api()) == 23 and len(backend_api()) == 22
     assert ops_api()["conv2d_forward"] == ["x", "w", "stride", "padding", "dilation", "tf32"]
     assert backend_api()["im2col"] == ["x", "kernel", "stride", "padding", "dilation", "col"]
 

@@ -11,8 +11,8 @@ import pytest
 import minitorch_seg as mts
 from kernels.cpu.dropout import splitmix64
 from kernels.ops import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool2d_backward,
-                         avg_pool2d_forward, batchnorm_backward_eval, batchnorm_backward_train,
-                         batchnorm_forward_eval, batchnorm_forward_train, bilinear_backward, bilinear_forward,
+                         avg_pool2d_forward, add_relu, batchnorm_backward, batchnorm_forward_eval,
+                         batchnorm_forward_train, relu_backward, bilinear_backward, bilinear_forward,
                          cross_entropy_backward, cross_entropy_forward, dropout)
 
 torch = pytest.importorskip("torch")
@@ -52,8 +52,9 @@ def test_batchnorm_train_matches_torch(dtype):
     weight, bias = randn(rng, 3, dtype), randn(rng, 3, dtype)
     gy = randn(rng, x.shape, dtype)
 
-    y, mean, invstd = batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
-    gx, gweight, gbias = batchnorm_backward_train(gy, x, mean, invstd, weight, None)
+    y, stats = batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
+    gx, gweight, gbias = batchnorm_backward(gy, x, stats, False, True)
+    mean, invstd = stats[:2]
 
     ref_y, (ref_gx, ref_gw, ref_gb) = torch_forward_backward(
         lambda x_, w_, b_: F.batch_norm(x_, None, None, w_, b_, training=True, eps=EPS),
@@ -72,7 +73,7 @@ def test_batchnorm_float32_statistics_survive_a_large_mean():
     rng = np.random.default_rng(1)
     x = randn(rng, (2, 2, 64, 64), np.float32, scale=0.1, shift=1000.0)
     ones = np.ones(2, np.float32)
-    _, mean, invstd = batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)
+    mean, invstd = batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)[1][:2]
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + EPS), rtol=1e-5)
@@ -86,8 +87,8 @@ def test_batchnorm_eval_matches_torch(dtype):
     weight, bias = randn(rng, 3, dtype), randn(rng, 3, dtype)
     gy = randn(rng, x.shape, dtype)
 
-    y = batchnorm_forward_eval(x, mean, var, weight, bias, EPS, False)
-    gx, gweight, gbias = batchnorm_backward_eval(gy, x, mean, var, weight, EPS, None)
+    y, stats = batchnorm_forward_eval(x, mean, var, weight, bias, EPS, False)
+    gx, gweight, gbias = batchnorm_backward(gy, x, stats, False, False)
 
     ref_y, (ref_gx, ref_gw, ref_gb) = torch_forward_backward(
         lambda x_, w_, b_: F.batch_norm(x_, torch.tensor(mean), torch.tensor(var), w_, b_,
@@ -97,6 +98,17 @@ def test_batchnorm_eval_matches_torch(dtype):
     close(gx, ref_gx, dtype)
     close(gweight, ref_gw, dtype)
     close(gbias, ref_gb, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_relu_and_relu_backward_match_torch(dtype):
+    rng = np.random.default_rng(3)
+    a, b, gy = (randn(rng, (2, 3, 5, 7), dtype) for _ in range(3))
+    y = add_relu(a, b)
+    ref_y, (ref_ga, ref_gb) = torch_forward_backward(lambda a_, b_: F.relu(a_ + b_), (a, b), gy)
+    assert (y == 0).mean() > 0.2
+    close(y, ref_y, dtype)
+    close(relu_backward(gy, y), ref_ga, dtype)
 
 
 # ---------------------------------------------------------------------------- pooling

@@ -178,10 +178,11 @@ def test_batchnorm(dtype, shape):
     ops.batchnorm_forward_train(cupy.asarray(x), cupy.asarray(weight), cupy.asarray(bias), EPS, *on_device, 0.1, False)
     for want, got in zip(running, on_device):  # updated in place, the same way
         np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=RTOL[dtype])
-    _, batch_mean, invstd = ops.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
-    check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight, None)
+    _, stats = ops.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, False)
+    check("batchnorm_backward", gy, x, stats, False, True)
     check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS, False)
-    check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS, None)
+    check("batchnorm_backward", gy, x, ops.batchnorm_forward_eval(x, mean, var, weight, bias, EPS, False)[1],
+          False, False)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -192,19 +193,26 @@ def test_batchnorm_relu(dtype):
     weight, bias, gy = randn(C, dtype, seed=2), randn(C, dtype, seed=3), randn(shape, dtype, seed=4)
     mean, var = randn(C, dtype, seed=5), np.random.default_rng(6).uniform(0.5, 2.0, C).astype(dtype)
     check("batchnorm_forward_train", x, weight, bias, EPS, None, None, 0.1, True)
-    y, batch_mean, invstd = ops.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, True)
+    y, stats = ops.batchnorm_forward_train(x, weight, bias, EPS, None, None, 0.1, True)
     assert (y == 0).mean() > 0.2 and y.min() == 0  # the ReLU did clip
-    check("batchnorm_backward_train", gy, x, batch_mean, invstd, weight, y)
-    y_eval = ops.batchnorm_forward_eval(x, mean, var, weight, bias, EPS, True)
+    check("batchnorm_backward", gy, x, stats, True, True)
     check("batchnorm_forward_eval", x, mean, var, weight, bias, EPS, True)
-    check("batchnorm_backward_eval", gy, x, mean, var, weight, EPS, y_eval)
+    check("batchnorm_backward", gy, x, ops.batchnorm_forward_eval(x, mean, var, weight, bias, EPS, True)[1],
+          True, False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_relu_and_relu_backward(dtype):
+    a, b, g = (randn((3, 2, 50, 61), dtype, seed=i) for i in (1, 2, 3))
+    check("add_relu", a, b)
+    check("relu_backward", g, a)
 
 
 def test_batchnorm_float32_statistics_survive_a_large_mean():
     # E[x^2] - E[x]^2 or a float32 running sum would lose most digits of this variance.
     x = randn((2, 2, 64, 64), np.float32, scale=0.1, shift=1000.0)
     ones = cupy.ones(2, np.float32)
-    _, mean, invstd = ops.batchnorm_forward_train(cupy.asarray(x), ones, ones, EPS, None, None, 0.1, False)
+    mean, invstd = ops.batchnorm_forward_train(cupy.asarray(x), ones, ones, EPS, None, None, 0.1, False)[1][:2]
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(cupy.asnumpy(mean), x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(cupy.asnumpy(invstd), 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + EPS),
@@ -217,8 +225,8 @@ def test_reductions_are_deterministic():
     w = cupy.asarray(randn((4, 1, 3, 3), np.float32, seed=3))
     ones = cupy.ones(4, np.float32)
     runs = [(ops.depthwise_backward_weight(gy, x, w.shape, (1, 1), (1, 1), (1, 1)),
-             *ops.batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)[1:],
-             *ops.batchnorm_backward_train(gy, x, ones, ones, ones, None)[1:]) for _ in range(2)]
+             ops.batchnorm_forward_train(x, ones, ones, EPS, None, None, 0.1, False)[1],
+             *ops.batchnorm_backward(gy, x, cupy.ones((4, 4), np.float32), True, True)[1:]) for _ in range(2)]
     for a, b in zip(*runs):
         assert cupy.array_equal(a, b)
 
@@ -382,8 +390,9 @@ def _numpy_calls():
         "depthwise_backward_weight": (gy, x, (2, 1, 3, 3), *g),
         "batchnorm_forward_train": (x, v, v, EPS, None, None, 0.1, False),
         "batchnorm_forward_eval": (x, v, v, v, v, EPS, True),
-        "batchnorm_backward_train": (gy, x, v, v, v, x),
-        "batchnorm_backward_eval": (gy, x, v, v, v, EPS, x),
+        "batchnorm_backward": (gy, x, f32(4, 2), True, True),
+        "add_relu": (x, -0.5 * gy),
+        "relu_backward": (gy, x),
         "avg_pool2d_forward": (x, (2, 2), (2, 2), (0, 0)),
         "avg_pool2d_backward": (f32(1, 2, 2, 2), x.shape, (2, 2), (2, 2), (0, 0)),
         "adaptive_avg_pool2d_forward": (x, (2, 2)),

@@ -74,6 +74,34 @@ def test_batch_norm_relu_gradcheck_and_equals_relu_of_batch_norm(training, devic
     assert (fused.numpy() == 0).mean() > 0.2
 
 
+def test_eval_batch_norm_backward_uses_the_statistics_of_its_forward(device_name):
+    """The eval forward keeps a snapshot of the running statistics: a training forward that
+    moves them in place before the backward (fine-tuning with frozen layers) changes no gradient."""
+    x, w, b, gy = (rand(*s, seed=i, device=device_name) for i, s in enumerate([(2, 3, 4, 5), (3,), (3,), (2, 3, 4, 5)]))
+    stats = [mts.tensor(np.zeros(3), device=device_name), mts.tensor(np.ones(3), device=device_name)]
+    grads = []
+    for move in (False, True):
+        x.grad = w.grad = b.grad = None
+        y = F.batch_norm_relu(x, *stats, w, b, training=False)
+        if move:
+            F.batch_norm(x * 3 + 1, *stats, w, b, training=True)
+        y.backward(gy.data)
+        grads.append([t.grad for t in (x, w, b)])
+    assert not np.allclose(stats[0].numpy(), 0)  # the training forward did move them
+    for before, after in zip(*grads):
+        np.testing.assert_array_equal(after.numpy(), before.numpy())
+
+
+def test_add_relu_gradcheck_and_equals_relu_of_sum(device_name):
+    a, b = rand(2, 3, 4, 5, seed=1, device=device_name), rand(2, 3, 4, 5, seed=2, device=device_name)
+    total = (a + b).data
+    a.data += mts.device.xp_of(total).sign(total) * 0.1  # no sum within eps of the kink
+    assert mts.gradcheck(F.add_relu, [a, b])
+    fused, separate = F.add_relu(a, b), F.relu(a + b)
+    np.testing.assert_array_equal(fused.numpy(), separate.numpy())
+    assert (fused.numpy() == 0).mean() > 0.2
+
+
 def test_relu_softmax_log_softmax_dropout_cat_gradcheck(device_name):
     x = rand(2, 3, 4, 5, device=device_name)
     x.data += mts.device.xp_of(x.data).sign(x.data) * 0.1  # no element within eps of the kink

@@ -286,7 +286,21 @@ def test_launches_count_what_cupy_launches(estimate_json):
     # 32 1x1 convs: forward and backward-input a copy of W per image and a GEMM each, the weight
     # gradient one GEMM; 3 dense 3x3 convs: 3 GEMMs each, but the stem needs no input gradient.
     assert f["GEMMs"]["launches"] == 32 * 5 + 3 * 3 - 1
-    assert estimate_json["est_step_launches"] < 854 - 150  # main at 02304ed: 854
+    # main at 02304ed: 854; batch norm's finishing launches (2 per layer) and the conv GEMMs'
+    # pointer arrays and copies went in issue 19
+    assert estimate_json["est_step_launches"] < 854 - 150 - 2 * 46
+
+
+def test_batch_norm_launches_twice_each_way_and_once_in_eval(estimate_json):
+    """Each element-wise block finishes its channel's constants itself (``batchnorm.cu``): no
+    finishing launches, and the eval forward copies no running statistics."""
+    from fastscnn.model import FastSCNN
+    from minitorch_seg import nn
+    layers = [sum(isinstance(m, nn.BatchNorm2d) for m in FastSCNN(19, aux=aux).modules()) for aux in (True, False)]
+    f, inference = estimate_json["families"], estimate_json["inference_families"]
+    assert f["BN forward"]["launches"] == f["BN backward"]["launches"] == 2 * layers[0]
+    assert inference["BN forward"]["launches"] == layers[1]
+    assert f["BN forward"]["bank_conflicts"] == f["BN backward"]["bank_conflicts"] == 0  # reduce.cuh's shuffles
 
 
 def test_step_below_the_hand_analysis(estimate_json):

@@ -183,9 +183,16 @@ def _tiled_weight_cost(s, r, shared):
 
 
 def _reduction_cost(iteration, loads_per_iteration, block_sums):
-    """Block reductions (reduce.cuh): a loop over the chunk, then ``block_sums`` shared-memory trees
-    of 8 levels (about 8 instructions each: load, add, store, compare, barrier)."""
-    return lambda s, r: 10 + max(r - 1, 0) / loads_per_iteration * iteration + block_sums * 8 * 8
+    """Block reductions (reduce.cuh): a loop over the chunk, then ``block_sums`` block sums of 8
+    shuffle levels (two 32-bit shuffles and an add for a double, about 4 instructions each) and
+    the shared store, barrier and load between the two warp stages (about 8)."""
+    return lambda s, r: 10 + max(r - 1, 0) / loads_per_iteration * iteration + block_sums * (8 * 4 + 8)
+
+
+def _channel_total_prologue(totals):
+    """Batch norm's element-wise kernels: each block first adds its channel's partial sums
+    (``totals`` block sums of one load per thread) and thread 0 turns them into constants."""
+    return totals * (MEM + 8 * 4 + 8) + 60
 
 
 def _heads_width_cost(s, r):
@@ -213,15 +220,16 @@ COSTS = {
     "sum_chunks": lambda s, r: 10 + 5 * s["chunks"],
     # per element: channel_at (a div/mod), a load, FP64 subtract, add, FMA
     "stat_partials": _reduction_cost(DIV + 13, 1, 2),
-    # per element: channel_at, the ReLU gate (y and gy), x: 2 or 3 loads
-    "grad_partials": lambda s, r: _reduction_cost(DIV + 21, 3 if s["relu"] else 2, 2)(s, r),
-    "finish_forward_train": lambda s, r: 60 + 10 * s["chunks"],
-    "finish_backward_train": lambda s, r: 40 + 10 * s["chunks"],
-    "finish_backward_eval": lambda s, r: 40 + 10 * s["chunks"],
-    "eval_coefficients": lambda s, r: 30,
-    # i / HW % C (2 divisions), gated load(s), scale and shift loads, FMA, ReLU, store
-    "affine": lambda s, r: 2 * DIV + 8 + (5 if s["gate"] else 4) * MEM,
-    "backward_train_input": lambda s, r: 2 * DIV + 8 + (8 if s["relu"] else 7) * MEM,
+    # per element: channel_at, gy and x loads, the ReLU gate recomputed (FMA, compare), FP64 sums
+    "grad_partials": _reduction_cost(DIV + 23, 2, 2),
+    # the channel's totals (2 or none), then per element: channel_at, a load, FMA, ReLU, a store
+    "forward_train": lambda s, r: _channel_total_prologue(2) + max(r - 4, 0) / 2 * (DIV + 6 + 2 * MEM),
+    "forward_eval": lambda s, r: _channel_total_prologue(0) + max(r - 4, 0) / 2 * (DIV + 6 + 2 * MEM),
+    # the totals, then per element: channel_at, gy and x loads, the gate, 4 flops, a store
+    "backward_input": lambda s, r: _channel_total_prologue(2) + max(r - 4, 0) / 3 * (DIV + 12 + 3 * MEM),
+    # two loads, an add or a compare, a select, a store
+    "add_relu": lambda s, r: 12 + 3 * MEM,
+    "relu_backward": lambda s, r: 12 + 3 * MEM,
     # 3 div/mod decoding, two source_index (about 12 each), 4 loads, 6 FMA, a store
     "bilinear_forward": lambda s, r: 3 * DIV + 32 + 5 * MEM,
     # 3 div/mod decoding, 4 binary searches of log2(out) steps of about 16 instructions
