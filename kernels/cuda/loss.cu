@@ -182,8 +182,9 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
 //             along the width for nothing, and a weight-0 load per row
 //     now:    each pixel once, from its left column (C exps), and a height pass of its own
 //             (one binary search); for one 1/8 head, batch 12 at 1024x1024, traced on a
-//             512x512 crop: width 0.74 -> 0.44 ms (4.5 -> 3.9 sectors/request), height
-//             0.21 -> 0.10 ms (4.5 -> 4.2 sectors/request, 2 loads of pair a row); FAMILY
+//             512x512 crop (tools/heads_steps.py): width 0.74 -> 0.44 ms (4.5 -> 3.9
+//             sectors/request), height 0.21 -> 0.10 ms (4.5 -> 4.2 sectors/request, 2 loads
+//             of pair a row); the head 1.41 -> 1.01 ms (the 1/32 head 1.25 -> 0.97 ms)
 //
 // All three kernels are bound by instructions, not memory: the forward's C interpolations and
 // exps per pixel (0.46 ms a head against a 0.05 ms roof) are now the largest part. Not done: a
