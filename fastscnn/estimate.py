@@ -45,6 +45,7 @@ FAMILIES = {
     "cross_entropy_backward": "cross-entropy backward",
     "cross_entropy_forward": "cross-entropy forward",
     "upsample_cross_entropy_forward": "fused heads", "upsample_cross_entropy_backward_width": "fused heads",
+    "upsample_cross_entropy_backward_height": "fused heads",
     "im2col": "im2col",
     "depthwise_forward": "depthwise forward",
     "col2im": "col2im, dropout, pooling, SGD", "dropout": "col2im, dropout, pooling, SGD",

@@ -64,8 +64,7 @@ A backend (``kernels.cpu``, ``kernels.cuda``) supplies the loops, with the outpu
     cross_entropy_forward(logits, target, weight, weighted, ignore_index, loss, prob)
     cross_entropy_backward(gloss, prob, target, weight, weighted, ignore_index, glogits)
     upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse)
-    upsample_cross_entropy_backward_width(gloss, x, lse, target, weight, weighted, ignore_index, ratio,
-                                          align_corners, rows)
+    upsample_cross_entropy_backward(gloss, x, lse, target, weight, weighted, ignore_index, ratio, align_corners, gx)
     dropout(x, p, seed, offset, y)
     sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov)
 """

@@ -66,6 +66,15 @@ def _on(array):
     return backend_for(array), device.array_module() if device.is_device_array(array) else np
 
 
+def _into(op, like, shape, *args):
+    """Backend op ``op`` of ``args`` into a new array ``shape`` of ``like``'s dtype and device,
+    returned: the pattern of the pooling, resizing and fused-head ops below."""
+    K, xp = _on(like)
+    out = xp.empty(shape, like.dtype)
+    getattr(K, op)(*args, out)
+    return out
+
+
 def _conv_hw(hw, kernel, stride, padding, dilation):
     """(OH, OW) of a convolution or pooling window over ``hw`` (PyTorch's formula)."""
     return tuple((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
@@ -242,50 +251,33 @@ def relu_backward(g, y):
 
 def avg_pool2d_forward(x, kernel_size, stride, padding):
     """``F.avg_pool2d`` with its defaults (count_include_pad, floor): y (N, C, OH, OW)."""
-    K, xp = _on(x)
-    y = xp.empty(x.shape[:2] + _conv_hw(x.shape[2:], kernel_size, stride, padding, (1, 1)), x.dtype)
-    K.avg_pool2d_forward(x, kernel_size, stride, padding, y)
-    return y
+    size = x.shape[:2] + _conv_hw(x.shape[2:], kernel_size, stride, padding, (1, 1))
+    return _into("avg_pool2d_forward", x, size, x, kernel_size, stride, padding)
 
 
 def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding):
     """dL/dx of :func:`avg_pool2d_forward` (shape ``x_shape``)."""
-    K, xp = _on(gy)
-    gx = xp.empty(x_shape, gy.dtype)
-    K.avg_pool2d_backward(gy, kernel_size, stride, padding, gx)
-    return gx
+    return _into("avg_pool2d_backward", gy, x_shape, gy, kernel_size, stride, padding)
 
 
 def adaptive_avg_pool2d_forward(x, output_size):
     """``F.adaptive_avg_pool2d``: bins ``floor(i*H/O) .. ceil((i+1)*H/O)``; y (N, C, *output_size)."""
-    K, xp = _on(x)
-    y = xp.empty(x.shape[:2] + tuple(output_size), x.dtype)
-    K.adaptive_avg_pool2d_forward(x, y)
-    return y
+    return _into("adaptive_avg_pool2d_forward", x, x.shape[:2] + tuple(output_size), x)
 
 
 def adaptive_avg_pool2d_backward(gy, x_shape):
     """dL/dx of :func:`adaptive_avg_pool2d_forward` (shape ``x_shape``)."""
-    K, xp = _on(gy)
-    gx = xp.empty(x_shape, gy.dtype)
-    K.adaptive_avg_pool2d_backward(gy, gx)
-    return gx
+    return _into("adaptive_avg_pool2d_backward", gy, x_shape, gy)
 
 
 def bilinear_forward(x, size, ratio, align_corners):
     """Bilinear resize of ``x`` to ``size``; ``ratio`` (rh, rw): source pixels per output pixel."""
-    K, xp = _on(x)
-    y = xp.empty(x.shape[:2] + tuple(size), x.dtype)
-    K.bilinear_forward(x, ratio, align_corners, y)
-    return y
+    return _into("bilinear_forward", x, x.shape[:2] + tuple(size), x, ratio, align_corners)
 
 
 def bilinear_backward(gy, x_shape, ratio, align_corners):
     """dL/dx of :func:`bilinear_forward` (shape ``x_shape``)."""
-    K, xp = _on(gy)
-    gx = xp.empty(x_shape, gy.dtype)
-    K.bilinear_backward(gy, ratio, align_corners, gx)
-    return gx
+    return _into("bilinear_backward", gy, x_shape, gy, ratio, align_corners)
 
 
 # ----------------------------------------------------------------------------- loss, dropout, SGD
@@ -323,15 +315,10 @@ def upsample_cross_entropy_forward(x, target, weight, ignore_index, ratio, align
 
 
 def upsample_cross_entropy_backward(gloss, x, lse, target, weight, ignore_index, ratio, align_corners):
-    """dL/dx of :func:`upsample_cross_entropy_forward`, a transposed bilinear in two passes: the
-    kernel's width pass into ``rows`` (N, C, OH, W), then the height pass, which is
-    :func:`bilinear_backward` of ``rows`` with its width left as it is."""
-    K, xp = _on(x)
-    N, C, H, W = x.shape
-    rows = xp.empty((N, C, target.shape[1], W), x.dtype)
-    K.upsample_cross_entropy_backward_width(gloss, x, lse, target, x.reshape(-1) if weight is None else weight,
-                                            weight is not None, ignore_index, ratio, align_corners, rows)
-    return bilinear_backward(rows, x.shape, (ratio[0], 1.0), align_corners)
+    """dL/dx of :func:`upsample_cross_entropy_forward`, a transposed bilinear in two separable
+    passes (along the width, then the height; each backend keeps its own partial sums)."""
+    return _into("upsample_cross_entropy_backward", x, x.shape, gloss, x, lse, target,
+                 x.reshape(-1) if weight is None else weight, weight is not None, ignore_index, ratio, align_corners)
 
 
 def dropout(x, p, seed, offset):

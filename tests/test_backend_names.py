@@ -83,8 +83,9 @@ def test_backend_has_the_documented_names_and_arguments(name):
 
 
 def test_the_ops_call_only_documented_backend_functions():
-    """Every ``K.<name>(`` in ops.py names a function of the backend API."""
-    called = set(re.findall(r"\bK\.(\w+)\(", (KERNELS / "ops.py").read_text()))
+    """Every ``K.<name>(`` and ``_into("<name>"`` in ops.py names a function of the backend API."""
+    source = (KERNELS / "ops.py").read_text()
+    called = set(re.findall(r"\bK\.(\w+)\(", source)) | set(re.findall(r'\b_into\("(\w+)"', source))
     assert called == set(backend_api())
 
 

@@ -66,10 +66,10 @@ apart in memory).
 import numpy as np
 from numba import njit, prange
 
-from .upsample import _axis
+from .upsample import _axis, bilinear_backward
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward", "upsample_cross_entropy_forward",
-           "upsample_cross_entropy_backward_width"]
+           "upsample_cross_entropy_backward"]
 
 
 @njit(parallel=True, cache=True)
@@ -223,10 +223,12 @@ def upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ra
                                     align_corners, loss, lse)
 
 
-def upsample_cross_entropy_backward_width(gloss, x, lse, target, weight, weighted, ignore_index, ratio,
-                                          align_corners, rows):
-    """``rows`` (N, C, OH, W): the fused head's softmax gradient summed along the width onto x's
-    columns; ``gloss`` (N, OH, OW), or 0-d when every pixel shares it."""
+def upsample_cross_entropy_backward(gloss, x, lse, target, weight, weighted, ignore_index, ratio, align_corners, gx):
+    """``gx`` = dL/dx of the fused head (``gloss`` (N, OH, OW), or 0-d when every pixel shares it):
+    the softmax gradient summed along the width into ``rows`` (N, C, OH, W), then
+    :func:`bilinear_backward` of ``rows`` with its width left as it is."""
     _check_targets(target, x.shape[1], ignore_index)
+    rows = np.empty((*x.shape[:2], target.shape[1], x.shape[3]), x.dtype)
     _upsample_cross_entropy_backward_width(gloss.reshape(-1), int(gloss.ndim > 0), x, lse, target, weight, weighted,
                                            ignore_index, ratio, align_corners, rows)
+    bilinear_backward(rows, (ratio[0], 1.0), align_corners, gx)

@@ -61,6 +61,14 @@
 //   - Not done: an online softmax (running max and rescaled sum in one pass) would halve the
 //     forward's reads.
 
+// Whether class index t is out of [0, C); if so, records pixel p in the flag (see Target check).
+__device__ bool bad_target(long long t, int C, long long check, int p, long long* first_bad)
+{
+    if (t >= 0 && t < C) return false;
+    atomicMin(first_bad, check << 32 | p);
+    return true;
+}
+
 // Stable softmax per pixel, then the weighted negative log-likelihood of the target.
 template <typename T, typename L>
 __global__ void cross_entropy_forward(const T* logits, const L* target, const T* weight, int weighted,
@@ -78,15 +86,10 @@ __global__ void cross_entropy_forward(const T* logits, const L* target, const T*
     const T inv = T(1) / s;
     for (int c = 0; c < C; ++c) prob[first + c * HW] = exp(z[c * HW] - m) * inv;
     const long long t = target[p];
-    if (t == ignore_index) {
+    if (t == ignore_index)
         loss[p] = 0;
-        return;
-    }
-    if (t < 0 || t >= C) {
-        atomicMin(first_bad, check << 32 | p);
-        return;
-    }
-    loss[p] = (weighted ? weight[t] : T(1)) * (m + log(s) - z[t * HW]);
+    else if (!bad_target(t, C, check, p, first_bad))
+        loss[p] = (weighted ? weight[t] : T(1)) * (m + log(s) - z[t * HW]);
 }
 
 // coef * (prob - onehot) per element, coef = gloss * weight[t] (0 if ignored).
@@ -104,14 +107,10 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
     const long long t = target[p];
     if (t == ignore_index) {
         glogits[i] = 0;
-        return;
+    } else if (!bad_target(t, C, check, p, first_bad)) {
+        const T coef = gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
+        glogits[i] = coef * prob[i] - (c == t ? coef : T(0));
     }
-    if (t < 0 || t >= C) {
-        atomicMin(first_bad, check << 32 | p);
-        return;
-    }
-    const T coef = gloss[p * gloss_step] * (weighted ? weight[t] : T(1));
-    glogits[i] = coef * prob[i] - (c == t ? coef : T(0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -120,37 +119,44 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
 //
 // Math. z_c(oh, ow) = bilinear_at(x[n, c], source_index(oh), source_index(ow)) (upsample.cu),
 // then the loss above with lse = m + log(s) kept per pixel (one value, not C). The gradient is
-// the bilinear backward of glogits, done in two separable passes, each a gather in a fixed order:
+// the bilinear backward of glogits, done in two separable passes in a fixed order. Pixel ow
+// reads columns i0(ow) and i1(ow) = i0 + 1 (or i0 at the last column) with weights l0, l1;
+// the width pass visits it once, from its left column w = i0, and keeps two sums:
 //
-//     g_c(oh, ow)     = coef * (exp(z_c - lse) - [c == t])      (coef = gloss * weight[t], 0 if ignored)
-//     rows[n,c,oh,w]  = sum over ow reading column w:  weight_of(source_index(ow), w) * g_c(oh, ow)
-//     gx[n,c,h,w]     = sum over oh reading row h:     weight_of(source_index(oh), h) * rows[n,c,oh,w]
+//     g_c(oh, ow)         = coef * (exp(z_c - lse) - [c == t])   (coef = gloss * weight[t], 0 if ignored)
+//     pair[n,c,oh,0,w]    = sum over ow with i0 = w:  weight_of(source_index(ow), w) * g_c(oh, ow)
+//     pair[n,c,oh,1,w]    = sum over ow with i0 = w < i1:  l1(ow) * g_c(oh, ow)     (for column w+1)
+//     gx[n,c,h,w]         = sum over oh reading row h:  weight_of(source_index(oh), h)
+//                                                       * (pair[n,c,oh,0,w] + pair[n,c,oh,1,w-1])
 //
-// The second line is this file's backward_width; the third is upsample.cu's bilinear_backward
-// on rows (OH x W) with the width left as it is. rows is 1/r of full resolution (1/8 for the
-// main head), the only full-height array of the backward; g is never stored.
+// The second and third lines are backward_width, the last backward_height. pair is 2/r of
+// full resolution (r = 8 for the main head), the only full-height array of the backward; g is
+// never stored.
 //
 // Shapes. x, gx: (N, C, H, W) low resolution; target, loss, lse, gloss: (N, OH, OW).
 //
 // Thread-to-index mapping (256 threads per block):
 //
-//     forward:         thread p -> full-resolution pixel p = (n, oh, ow), ow fastest
-//     backward_width:  thread i -> (n, oh, w), w fastest; it writes rows[n, c, oh, w] for every c
+//     forward:          thread p -> full-resolution pixel p = (n, oh, ow), ow fastest
+//     backward_width:   thread i -> (n, oh, w), w fastest; it writes pair[n, c, oh, :, w] for every c
+//     backward_height:  thread i -> gx element (n, c, h, w), w fastest
 //
-// Pseudo-loop (backward_width):
+// Pseudo-loop (backward_width, then backward_height):
 //
 //     for n, oh, w in parallel:
-//         for each chunk of CHUNK pixels ow in [first_output_at(w - 1), first_output_at(w + 1)):
-//             a[k] = weight_of(source_index(ow), w) * coef(n, oh, ow);  lse[k], t[k]   (registers)
+//         for each chunk of CHUNK pixels ow in [first_output_at(w), first_output_at(w + 1)):
+//             a0[k], a1[k] = the pixel's weights for columns w, w+1, times coef;  lse[k], t[k]
 //             for c:
-//                 tl, tc, tr = rows sh.i0 and sh.i1 of x[n, c] mixed, at columns w-1, w, w+1
-//                 s = 0 (first chunk) or rows[n, c, oh, w]
-//                 for k: s += a[k] * (exp(z_k(tl, tc, tr) - lse[k]) - [c == t[k]])
-//                 rows[n, c, oh, w] = s
+//                 t0, t1 = rows sh.i0 and sh.i1 of x[n, c] mixed, at columns w and w+1
+//                 for k: g = exp(l0[k] * t0 + l1[k] * t1 - lse[k]) - [c == t[k]]
+//                        s0 += a0[k] * g;  s1 += a1[k] * g     (s0, s1 start at 0 or pair's)
+//                 pair[n, c, oh, 0, w], pair[n, c, oh, 1, w] = s0, s1
+//     for n, c, h, w in parallel:
+//         for oh from first_output_at(h - 1) while i0(oh) <= h:
+//             s += weight_of(source_index(oh), h) * (pair[.., oh, 0, w] + pair[.., oh, 1, w-1])
 //
-// Every pixel that reads column w reads it as i0 or i1, so its other column is w-1 or w+1:
-// 3 row-mixed values per class serve all of a thread's about 2/r pixels, and z_k is the same
-// two FMAs bilinear_at does. Each thread owns its C outputs: no atomics, a fixed order.
+// z_k is the same two FMAs bilinear_at does, from 2 row-mixed values per class that serve all
+// of a thread's about r pixels. Each thread owns its outputs: no atomics, a fixed order.
 //
 // The forward takes the softmax online (a running max m and sum s rescaled when m grows):
 // one interpolation and one exp per class instead of a max pass and a sum pass, as every
@@ -161,7 +167,7 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
 // logits (N*C*OH*OW), cross-entropy read them and wrote prob (as many), its backward read prob
 // and wrote glogits (as many), and bilinear backward read glogits: 4 full-resolution C-channel
 // tensors per head. Here the forward writes 2 values per pixel (loss, lse) and the backward
-// reads 2-3 and writes rows (C values per 1/r pixels); the low-resolution x (C values per
+// reads 2-3 and writes pair (2C values per 1/r pixels); the low-resolution x (C values per
 // r*r pixels) stays in L1/L2. The training step at batch 12, 1024x1024, 3 heads, H100, all
 // estimated (uncalibrated) by `python -m fastscnn.benchmark --device cuda --estimate H100`:
 //
@@ -169,16 +175,23 @@ __global__ void cross_entropy_backward(const T* gloss, int gloss_step, const T* 
 //             3.42 + 5.21 + 2.18 + 2.83 = 13.6 ms, 18.1 GB unique bytes, 2.0-18.8 sectors/request
 //     fused, first version (two softmax passes; backward_width a pixel at a time, adding
 //             into rows in global memory for every pixel and class): 1.9 + 3.66 ms
-//     now:    forward 1.39 ms (online softmax), backward_width 2.64 ms (chunks in registers,
-//             3 row mixes per class), 2.4 and 4.1 sectors/request, 1.65 GB; + the height
-//             passes, in "bilinear backward" with the 5 small resizes of the pyramid pooling
-//             and the fusion (1.19 ms for all 8): about 5.2 ms; the step 51.8 -> 43.6 ms
+//     second: forward 1.39 ms (online softmax), backward_width 2.64 ms (chunks in registers),
+//             2.4 and 4.1 sectors/request, 1.65 GB; its width pass visited each pixel from
+//             both columns it reads (2C exps, 3 row mixes per class), and its height pass was
+//             upsample.cu's bilinear_backward on rows (OH x W), 4 binary searches a thread, two
+//             along the width for nothing, and a weight-0 load per row
+//     now:    each pixel once, from its left column (C exps), and a height pass of its own
+//             (one binary search); for one 1/8 head, batch 12 at 1024x1024, traced on a
+//             512x512 crop (tools/heads_steps.py): width 0.74 -> 0.44 ms (4.5 -> 3.9
+//             sectors/request), height 0.21 -> 0.10 ms (4.5 -> 4.2 sectors/request, 2 loads
+//             of pair a row); the head 1.41 -> 1.01 ms (the 1/32 head 1.25 -> 0.97 ms)
+//             In the step's estimate: "fused heads" 4.03 ms (6 launches) + the 3 height
+//             passes (0.44 of "bilinear backward"'s 1.19 ms) -> 3.30 ms (9 launches, 3.3
+//             sectors/request, 2.3 GB); the step 33.0 ms
 //
-// Both kernels are bound by instructions, not memory (the roof of 1.65 GB is about 0.6 ms):
-// C exps per pixel in the forward and 2C in backward_width, which visits each pixel from
-// both columns it reads. Not done: let only a pixel's left column handle it and write two
-// partial sums that a height pass of its own adds (half the exps, and no binary searches
-// along the width in the height pass).
+// All three kernels are bound by instructions, not memory: the forward's C interpolations and
+// exps per pixel (0.46 ms a head against a 0.05 ms roof) are now the largest part. Not done: a
+// forward that mixes rows once per low-resolution column, as backward_width does.
 
 #include "bilinear.cuh"
 
@@ -209,27 +222,23 @@ __global__ void upsample_cross_entropy_forward(const T* x, const L* target, cons
     const T l = m + log(s);
     lse[p] = l;
     const long long t = target[p];
-    if (t == ignore_index) {
+    if (t == ignore_index)
         loss[p] = 0;
-        return;
-    }
-    if (t < 0 || t >= C) {
-        atomicMin(first_bad, check << 32 | p);
-        return;
-    }
-    loss[p] = (weighted ? weight[t] : T(1)) * (l - bilinear_at(z + t * H * W, W, sh, sw));
+    else if (!bad_target(t, C, check, p, first_bad))
+        loss[p] = (weighted ? weight[t] : T(1)) * (l - bilinear_at(z + t * H * W, W, sh, sw));
 }
 
-// rows[n, c, oh, w]: the softmax gradient of the pixels of row oh that read column w, weighted.
-// The pixels go CHUNK at a time: their weighted coefficient a, lse, class and x-weights wait
-// in registers while the class loop runs, and each class reads its 3 row-mixed columns once.
+// pair[n, c, oh, 0, w] and pair[n, c, oh, 1, w]: the softmax gradient of the pixels of row oh
+// whose left column is w, weighted for column w and for column w+1. The pixels go CHUNK at a
+// time: their weighted coefficients, lse and class wait in registers while the class loop
+// runs, and each class mixes its 2 columns once.
 constexpr int CHUNK = 8;
 
 template <typename T, typename L>
 __global__ void upsample_cross_entropy_backward_width(const T* gloss, int gloss_step, const T* x, const T* lse,
                                                       const L* target, const T* weight, int weighted,
                                                       long long ignore_index, int N, int C, int H, int W,
-                                                      int OH, int OW, T rh, T rw, int align_corners, T* rows,
+                                                      int OH, int OW, T rh, T rw, int align_corners, T* pair,
                                                       long long check, long long* first_bad)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -237,43 +246,64 @@ __global__ void upsample_cross_entropy_backward_width(const T* gloss, int gloss_
     const int w = i % W;
     const int oh = i / W % OH;
     const int n = i / (W * OH);
+    const int right = min(w + 1, W - 1);  // the pixels' i1: w + 1, or w itself at the last column
     const Source<T> sh = source_index(oh, H, OH, rh, align_corners);
-    const int begin = first_output_at(w - 1, W, OW, rw, align_corners);
+    const int begin = first_output_at(w, W, OW, rw, align_corners);
     const int end = first_output_at(w + 1, W, OW, rw, align_corners);
-    T* out = rows + (n * C * OH + oh) * W + w;  // class c's output at out[c * OH * W]
+    T* out = pair + (n * C * OH + oh) * 2 * W + w;  // class c's two outputs at out[c * OH * 2 * W] and + W
     for (int first = begin; first == begin || first < end; first += CHUNK) {  // once at least: write 0
-        T a[CHUNK], l[CHUNK], l0[CHUNK], l1[CHUNK];
+        T a0[CHUNK], a1[CHUNK], l[CHUNK], l0[CHUNK], l1[CHUNK];
         int t[CHUNK];
-        bool from_left[CHUNK], to_right[CHUNK];  // reads column w-1 as i0, w+1 as i1 (else w)
         for (int k = 0; k < CHUNK; ++k) {
             const int ow = first + k, p = (n * OH + oh) * OW + ow;
-            a[k] = 0;  // 0: no pixel, or one that adds nothing (ignored, weight 0)
+            a0[k] = a1[k] = 0;  // 0: no pixel, or one that adds nothing (ignored, weight 0)
             if (ow >= end) continue;
             const long long tp = target[p];
             if (tp == ignore_index) continue;
-            if (tp < 0 || tp >= C) {
-                atomicMin(first_bad, check << 32 | p);
-                return;
-            }
+            if (bad_target(tp, C, check, p, first_bad)) return;
             t[k] = (int)tp;
             const Source<T> sw = source_index(ow, W, OW, rw, align_corners);
-            a[k] = weight_of(sw, w) * gloss[p * gloss_step] * (weighted ? weight[t[k]] : T(1));
-            l[k] = lse[p], l0[k] = sw.l0, l1[k] = sw.l1, from_left[k] = sw.i0 < w, to_right[k] = sw.i1 > w;
+            const T coef = gloss[p * gloss_step] * (weighted ? weight[t[k]] : T(1));
+            a0[k] = weight_of(sw, w) * coef;
+            a1[k] = right > w ? sw.l1 * coef : T(0);
+            l[k] = lse[p], l0[k] = sw.l0, l1[k] = sw.l1;
         }
         for (int c = 0; c < C; ++c) {
             const T* row0 = x + ((n * C + c) * H + sh.i0) * W;
             const T* row1 = x + ((n * C + c) * H + sh.i1) * W;
-            const int left = max(w - 1, 0), right = min(w + 1, W - 1);
-            const T tl = sh.l0 * row0[left] + sh.l1 * row1[left];  // as bilinear_at mixes rows
-            const T tc = sh.l0 * row0[w] + sh.l1 * row1[w];
-            const T tr = sh.l0 * row0[right] + sh.l1 * row1[right];
-            T s = first == begin ? T(0) : out[c * OH * W];
+            const T t0 = sh.l0 * row0[w] + sh.l1 * row1[w];  // as bilinear_at mixes rows
+            const T t1 = sh.l0 * row0[right] + sh.l1 * row1[right];
+            T s0 = first == begin ? T(0) : out[c * OH * 2 * W];
+            T s1 = first == begin ? T(0) : out[c * OH * 2 * W + W];
             for (int k = 0; k < CHUNK; ++k) {
-                if (a[k] == T(0)) continue;
-                const T z = l0[k] * (from_left[k] ? tl : tc) + l1[k] * (to_right[k] ? tr : tc);
-                s += a[k] * (exp(z - l[k]) - (c == t[k] ? T(1) : T(0)));
+                if (a0[k] == T(0) && a1[k] == T(0)) continue;
+                const T g = exp(l0[k] * t0 + l1[k] * t1 - l[k]) - (c == t[k] ? T(1) : T(0));
+                s0 += a0[k] * g;
+                s1 += a1[k] * g;
             }
-            out[c * OH * W] = s;
+            out[c * OH * 2 * W] = s0;
+            out[c * OH * 2 * W + W] = s1;
         }
     }
+}
+
+// gx[n, c, h, w]: the rows oh that read row h, each weighted, of column w's two partial sums
+// (its own pixels' and those of column w-1). One thread per element; no search along the width.
+// L, the label type, only keeps this file's kernels one list of instantiations.
+template <typename T, typename L>
+__global__ void upsample_cross_entropy_backward_height(const T* pair, int P, int H, int W, int OH, T rh,
+                                                       int align_corners, T* gx)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= P * H * W) return;
+    const int w = i % W;
+    const int h = i / W % H;
+    const T* g = pair + i / (W * H) * OH * 2 * W + w;  // row oh's two partials at g[oh * 2 * W] and g[... + W - 1]
+    T s = 0;
+    for (int oh = first_output_at(h - 1, H, OH, rh, align_corners); oh < OH; ++oh) {
+        const Source<T> sh = source_index(oh, H, OH, rh, align_corners);
+        if (sh.i0 > h) break;
+        s += weight_of(sh, h) * (g[oh * 2 * W] + (w > 0 ? g[oh * 2 * W + W - 1] : T(0)));
+    }
+    gx[i] = s;
 }

@@ -1,8 +1,8 @@
 """Softmax cross-entropy per pixel on the GPU: the launches of ``loss.cu``.
 
 Forward: one thread per pixel; backward: one thread per logit. The fused heads
-(``upsample_cross_entropy_*``): one thread per full-resolution pixel, and one per (image,
-output row, input column) for the backward's width pass. A target value that is
+(``upsample_cross_entropy_*``): one thread per full-resolution pixel; the backward's width
+pass one per (image, output row, input column), its height pass one per input element. A target value that is
 neither a class nor ``ignore_index`` cannot raise inside a kernel: the kernel records the
 first such pixel in a device flag (``atomicMin`` of ``launch << 32 | pixel``), and the flag
 is read at the next read from the device (``kernels.device.defer``), where the error is
@@ -14,9 +14,9 @@ from ..device import array_module, defer
 from .launch import CudaFile, ints
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward", "upsample_cross_entropy_forward",
-           "upsample_cross_entropy_backward_width"]
+           "upsample_cross_entropy_backward"]
 
-CUDA = CudaFile("loss.cu", __all__, types=[(f, label) for f in (np.float32, np.float64)
+CUDA = CudaFile("loss.cu", __all__[:3] + [f"upsample_cross_entropy_backward_{p}" for p in ("width", "height")], types=[(f, label) for f in (np.float32, np.float64)
                                              for label in (np.uint8, np.int64)])
 _NONE = np.iinfo(np.int64).max
 _flag = []     # [the device's int64 flag], made on first use
@@ -77,11 +77,17 @@ def upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ra
                  *_check_targets(target, x.shape[1], ignore_index)))
 
 
-def upsample_cross_entropy_backward_width(gloss, x, lse, target, weight, weighted, ignore_index, ratio,
-                                          align_corners, rows):
-    """``rows`` (N, C, OH, W): the width pass of the fused head's backward; a thread per (n, oh, w)."""
-    N, _, _, W = x.shape
-    CUDA.launch("upsample_cross_entropy_backward_width", (x.dtype, target.dtype), N * target.shape[1] * W,
+def upsample_cross_entropy_backward(gloss, x, lse, target, weight, weighted, ignore_index, ratio, align_corners, gx):
+    """``gx`` = dL/dx of the fused head in two launches: the width pass, a thread per (n, oh, w),
+    sums each pixel's gradient at its left column into a pair of rows (N, C, OH, 2, W), one
+    for that column and one for the next; the height pass, a thread per element of ``gx``,
+    adds them up over the rows oh that read its row."""
+    N, C, H, W = x.shape
+    OH = target.shape[1]
+    pair = array_module().empty((N, C, OH, 2, W), x.dtype)
+    CUDA.launch("upsample_cross_entropy_backward_width", (x.dtype, target.dtype), N * OH * W,
                 (gloss, np.int32(gloss.ndim > 0), x, lse, target, weight, np.int32(weighted),
-                 np.int64(ignore_index), *_heads_args(x, target, ratio, align_corners), rows,
-                 *_check_targets(target, x.shape[1], ignore_index)))
+                 np.int64(ignore_index), *_heads_args(x, target, ratio, align_corners), pair,
+                 *_check_targets(target, C, ignore_index)))
+    CUDA.launch("upsample_cross_entropy_backward_height", (x.dtype, target.dtype), gx.size,
+                (pair, *ints(N * C, H, W, OH), x.dtype.type(ratio[0]), np.int32(align_corners), gx))

@@ -198,12 +198,12 @@ def _channel_total_prologue(totals):
 def _heads_width_cost(s, r):
     """The fused heads' width pass (loss.cu): 3 div/mod decoding, a source_index, 2 binary searches
     of log2(OW) steps (about 16 each), then per chunk of 8 pixels (count from the requests: per
-    chunk up to 8 x 4 pixel loads, then C x (6 loads and a store, a load after the first)) the
-    pixels' loads and source_index (about 20 each), and per class the 3 row mixes and per pixel
-    slot a test, 2 selects and 2 FMA, an exp (about 16) and the add (about 24)."""
+    chunk up to 8 x 4 pixel loads, then C x (4 loads and 2 stores, 2 loads after the first)) the
+    pixels' loads and source_index (about 20 each), and per class the 2 row mixes and per pixel
+    slot a test, 2 FMA, an exp (about 16) and the 2 adds (about 24)."""
     C = s["C"]
-    chunks = max(1.0, r / (32 + 7.5 * C))
-    return 3 * DIV + 30 + 32 * math.log2(max(s["OW"], 2)) + chunks * (8 * (4 * MEM + 20) + C * (8 * MEM + 6 + 8 * 24))
+    chunks = max(1.0, r / (32 + 6.5 * C))
+    return 3 * DIV + 30 + 32 * math.log2(max(s["OW"], 2)) + chunks * (8 * (4 * MEM + 20) + C * (7 * MEM + 4 + 8 * 24))
 
 
 # Warp instructions per thread of each kernel: f(scalars, global requests per warp). The
@@ -246,6 +246,10 @@ COSTS = {
     "upsample_cross_entropy_forward": lambda s, r: (3 * DIV + 50 + s["C"] * (4 * MEM + 6 + 20)
                                                     + 4 * MEM + 6 + 3 * MEM),
     "upsample_cross_entropy_backward_width": lambda s, r: _heads_width_cost(s, r),
+    # 3 div/mod decoding, one binary search of log2(OH) steps, then per row oh that reads row h
+    # (2 loads each): a source_index, weight_of, the two partials' loads, add and FMA
+    "upsample_cross_entropy_backward_height": lambda s, r: (3 * DIV + 10 + 16 * math.log2(max(s["OH"], 2))
+                                                            + max(r - 1, 0) / 2 * (20 + 2 * MEM)),
     "avg_pool2d_forward": lambda s, r: 3 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
     "avg_pool2d_backward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
     "adaptive_avg_pool2d_forward": lambda s, r: 3 * DIV + 4 * DIV + 16 + max(r - 1, 0) * (MEM + 4),
