@@ -387,6 +387,7 @@ def extrapolate(small, large, p_small, p_large, p_target):
     ``p_large`` (images x pixels); they must match one to one in kind. Every number is fitted
     as ``a + b * P`` through the two points and read at ``p_target`` (never below zero: a
     quantity that shrank between the two runs is noise at small sizes, not a trend to follow).
+    The one exception is the grid of a kernel in :data:`GRID_GROWS_WITH_P` (see there).
     """
     if [w.kind for w in small] != [w.kind for w in large]:
         raise ValueError("extrapolate: the two runs launched different kernels; the model needs the "
@@ -396,5 +397,21 @@ def extrapolate(small, large, p_small, p_large, p_target):
     for a, b in zip(small, large):
         values = {f: max(0.0, getattr(a, f) + (getattr(b, f) - getattr(a, f)) * t) for f in Work.NUMBERS}
         values["launches"] = a.launches
+        if a.kind in GRID_GROWS_WITH_P:
+            values["blocks"] = max(values["blocks"], b.blocks * p_target / p_large)
         out.append(Work(a.kind, **values))
     return out
+
+
+# Kernels whose grid is cut from the elements they cover: a block per (channel, chunk) with
+# ``launch.chunks_for`` (batch norm's five kernels, the depthwise weight gradient's runs of
+# tiles) or a block per spatial tile (depthwise backward-input). At the emulated sizes a small
+# plane is one chunk or one tile in both runs, so a line through the two equal grids would keep
+# the grid at its small size (32 blocks, say) where the target's has thousands, and the fill
+# term would charge those launches up to 4x. Their grid is read as proportional to P instead:
+# exact for the fill term, which only asks whether the grid reaches the SM count (chunks_for
+# caps a row at 256 chunks, and a row per channel means at least 32 rows: 8192 blocks).
+# Not for a grid cut from a fixed-size output (adaptive pooling: its grid grows with the
+# images, not the pixels), whose fitted grid stays a line.
+GRID_GROWS_WITH_P = {"stat_partials", "grad_partials", "forward_train", "forward_eval", "backward_input",
+                     "depthwise_weight_partials", "depthwise_backward_input"}
