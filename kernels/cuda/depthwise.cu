@@ -17,7 +17,8 @@
 //
 // Thread-to-index mapping (256 threads per block):
 //
-//     forward:          thread i -> y element i,  decoded (n, c, oh, ow), ow fastest
+//     forward:          block b -> a 32 x 32 tile of y plane n*C + c; inside it, thread t
+//                       -> column t % 32 and the 4 rows (t / 32)*4 .. (t / 32)*4 + 3
 //     backward-input:   block b -> a 64 x 32 tile of gx plane n*C + c; inside it, thread t
 //                       -> column t % 32 and the 8 rows (t / 32)*8 .. (t / 32)*8 + 7, so a
 //                       warp's 32 lanes hold 32 neighbouring columns of the same 8 rows
@@ -25,14 +26,17 @@
 //                       outputs (over n, tile row, tile column); inside a tile, thread t
 //                       -> column t % 32 and the 4 rows (t / 32)*4 .. (t / 32)*4 + 3, all taps
 //
-// Pseudo-loop (forward):
+// Pseudo-loop (forward). A tile of y reads only a window of x (its rows and columns times
+// the stride, plus the taps' halo), so a block copies that window to shared memory once, 0
+// outside the image, and every tap reads it from there (XWindow, shared with backward-weight):
 //
-//     for n, c, oh, ow in parallel:
-//         s = 0
-//         for kh:  ih = oh*sh - ph + kh*dh          (skip rows outside the image)
-//             for kw:  iw = ow*sw - pw + kw*dw      (skip columns outside)
-//                 s += w[c, 0, kh, kw] * x[n, c, ih, iw]
-//         y[n, c, oh, ow] = s
+//     for n, c, tile in parallel:                               (a block each)
+//         window = x[n, c, oh0*sh - ph + (0 .. 31*sh + (KH-1)*dh), ow0*sw - pw + ...]
+//         for ow, 4 rows oh of the tile in parallel:            (a thread each)
+//             s[0..3] = 0
+//             for kh, kw:  for r = 0..3:                    (oh_r = the thread's row r)
+//                 s[r] += w[c, 0, kh, kw] * window[(oh_r - oh0)*sh + kh*dh, (ow - ow0)*sw + kw*dw]
+//             y[n, c, oh_r, ow] = s[r]
 //
 // Backward-input is the gather that reverses it: input row ih receives from output row
 // oh = (ih + ph - kh*dh) / sh when that is an integer in [0, OH). A tile of gx reads only a
@@ -74,7 +78,23 @@
 //   - Accumulation in a register: T for the KH*KW-term sums and for a thread's share of a
 //     weight (at most 32 products per run); double from the block's sum on (reduce.cuh says
 //     why). Each output is written exactly once.
-//   - Not done in forward: staging a tile of x in shared memory, as backward-input does.
+//
+// Forward, before and after, over the same 14 layers (tools/depthwise_steps.py --forward,
+// traced like backward-input; the same 2.4 GB of unique bytes, a DRAM roof of 0.84 ms):
+//
+//     version                                          sectors  sectors/request  est. ms
+//     0  a thread per y element, decoded with 4 div/mod;
+//        per tap 2 bounds tests and a global load of
+//        x: bound by instructions                          424 M        3.4          1.97
+//     1  a block per 32 x 32 tile, x's window staged
+//        once (XWindow), 4 rows per thread share each
+//        weight load; stride a template argument           121 M        3.5          1.12
+//
+// Sectors fall 3.5x; the stride-1 layers stay bound by instructions (about 9 shared reads
+// and FMAs per output), the stride-2 ones are now DRAM-bound. Not done: at stride 2 a
+// staging warp that crosses a window row (65 wide) flips the column parity mid-warp, 2-way
+// bank conflicts on about a fifth of the stores' wavefronts; at stride 1 consecutive rows of a
+// thread could share window rows in registers (3x fewer shared reads), as in backward-weight.
 //
 // Backward-input, step by step. Fast-SCNN's 14 depthwise layers in a training step at
 // 12 x 1024 x 1024 on an H100, estimated (uncalibrated) from memory traces of each layer at
