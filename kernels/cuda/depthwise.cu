@@ -253,6 +253,8 @@ struct XWindow {
     static constexpr int P = SW == 2 ? 2 : 1;
     int rows, cols, half, plane, r_start, q_start, step_r, step_q;
     bool fits;  // else the kernel reads x in place
+    const T* xp;  // the tile's plane of x (H x W) and the window's origin in it, set by stage
+    int H, W, ih0, iw0;
     // Every tile stages the window of a whole tile, rows x cols (at the plane's edge some of
     // it goes unread). Staging runs over it as one flat array: thread t stages values t,
     // t + THREADS, ..., so a warp stores 32 consecutive values (across a row's end) and no
@@ -267,8 +269,9 @@ struct XWindow {
     // offset(y + dy, q + dx) for even q at stride 2, so a tap's offset is computed once.
     __device__ int offset(int y, int q) const { return q % P * plane + y * half + q / P; }
     // Copy x[ih0 .. ih0 + rows, iw0 .. iw0 + cols) of plane xp, between two barriers.
-    __device__ void stage(T* staged, const T* xp, int H, int W, int ih0, int iw0) const
+    __device__ void stage(T* staged, const T* plane_x, int h, int w, int row0, int col0)
     {
+        xp = plane_x, H = h, W = w, ih0 = row0, iw0 = col0;
         __syncthreads();  // the previous tile's (and pass's) shared reads are done
         if (fits)
             for (int r = r_start, q = q_start; r < rows; r += step_r) {
@@ -277,6 +280,13 @@ struct XWindow {
                 if ((q += step_q) >= cols) q -= cols, ++r;
             }
         __syncthreads();
+    }
+    // Window value (y, q), at offset `at` in shared memory; in place if the window did not fit.
+    __device__ T read(const T* staged, int y, int q, int at) const
+    {
+        const int ih = ih0 + y, iw = iw0 + q;
+        if (fits) return staged[at];
+        return ih >= 0 && ih < H && iw >= 0 && iw < W ? xp[ih * W + iw] : T(0);
     }
 };
 
@@ -294,7 +304,7 @@ __global__ void depthwise_forward(const T* x, const T* w, int N, int C, int H, i
     const int ih0 = oh_t * strh - ph, iw0 = ow_t * strw - pw;  // the window's origin in x
     const T* xp = x + plane * H * W;
     const T* wc = w + plane % C * KH * KW;
-    const XWindow<T, SW> win(OH, OW, KH, KW, strh, strw, dh, dw);
+    XWindow<T, SW> win(OH, OW, KH, KW, strh, strw, dh, dw);
     win.stage(staged, xp, H, W, ih0, iw0);
 
     const int lane = threadIdx.x % 32, row0 = threadIdx.x / 32 * WROWS, ow = ow_t + lane;
@@ -307,12 +317,8 @@ __global__ void depthwise_forward(const T* x, const T* w, int N, int C, int H, i
             const int off = win.offset(kh * dh, kw * dw);
 #pragma unroll
             for (int r = 0; r < WROWS; ++r) {
-                const int yr = (row0 + r) * strh, ih = ih0 + yr + kh * dh, iw = iw0 + q + kw * dw;
-                if (r >= rows) break;
-                if (win.fits)
-                    s[r] += wv * staged[win.offset(yr, q) + off];
-                else if (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                    s[r] += wv * xp[ih * W + iw];
+                const int yr = (row0 + r) * strh;
+                if (r < rows) s[r] += wv * win.read(staged, yr + kh * dh, q + kw * dw, win.offset(yr, q) + off);
             }
         }
 #pragma unroll
@@ -335,7 +341,7 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int tiles_w = (OW + TILE_W - 1) / TILE_W, tiles_h = (OH + WTILE_H - 1) / WTILE_H;
     const int first = k * tiles, last = min(first + tiles, N * tiles_h * tiles_w);
-    const XWindow<T, SW> win(OH, OW, KH, KW, strh, strw, dh, dw);
+    XWindow<T, SW> win(OH, OW, KH, KW, strh, strw, dh, dw);
     for (int tap0 = 0; tap0 < KH * KW; tap0 += TAPS) {  // one pass for up to 9 taps
         // Tap j of this pass reads (dy[j], dx[j]) from the output's first tap, at off[j] in the window.
         int dy[TAPS], dx[TAPS], off[TAPS];
@@ -360,14 +366,8 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
                 // The output's first tap, in the window: row y, column q, at `at` in shared memory.
                 const int y = (warp * WROWS + r) * strh, q = lane * strw, at = win.offset(y, q);
 #pragma unroll
-                for (int j = 0; j < TAPS; ++j) {
-                    if (j >= taps) break;
-                    const int ih = ih0 + y + dy[j], iw = iw0 + q + dx[j];
-                    if (win.fits)
-                        acc[j] += g * staged[at + off[j]];
-                    else if (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                        acc[j] += g * xp[ih * W + iw];
-                }
+                for (int j = 0; j < TAPS; ++j)
+                    if (j < taps) acc[j] += g * win.read(staged, y + dy[j], q + dx[j], at + off[j]);
             }
             if (++tw == tiles_w) tw = 0, ++th;  // the next tile, without a division
             if (th == tiles_h) th = 0, ++n;
