@@ -91,7 +91,9 @@
 //        weight load; stride a template argument           121 M        3.5          1.12
 //
 // Sectors fall 3.5x; the stride-1 layers stay bound by instructions (about 9 shared reads
-// and FMAs per output), the stride-2 ones are now DRAM-bound. Not done: at stride 2 a
+// and FMAs per output), the stride-2 ones are now DRAM-bound. fastscnn.estimate says 2.04 ->
+// 1.49 ms for the family (4.1 -> 2.4 sectors/request): it fits from 64- and 96-pixel images,
+// whose small planes leave most of a 32 x 32 tile idle (as for backward-weight, below). Not done: at stride 2 a
 // staging warp that crosses a window row (65 wide) flips the column parity mid-warp, 2-way
 // bank conflicts on about a fifth of the stores' wavefronts; at stride 1 consecutive rows of a
 // thread could share window rows in registers (3x fewer shared reads), as in backward-weight.
