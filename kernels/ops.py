@@ -68,7 +68,7 @@ def _on(array):
 
 def _into(op, like, shape, *args):
     """Backend op ``op`` of ``args`` into a new array ``shape`` of ``like``'s dtype and device,
-    returned: the pattern of the pooling, resizing and fused-head ops below."""
+    returned: the pattern of the ops below that fill one output."""
     K, xp = _on(like)
     out = xp.empty(shape, like.dtype)
     getattr(K, op)(*args, out)
@@ -173,26 +173,18 @@ def conv2d_backward_weight(gy, col, w_shape, tf32=False):
 
 def depthwise_forward(x, w, stride, padding, dilation):
     """``F.conv2d(x, w, None, stride, padding, dilation, groups=C)``, w (C, 1, KH, KW)."""
-    K, xp = _on(x)
-    y = xp.empty(x.shape[:2] + _conv_hw(x.shape[2:], w.shape[2:], stride, padding, dilation), x.dtype)
-    K.depthwise_forward(x, w, stride, padding, dilation, y)
-    return y
+    size = x.shape[:2] + _conv_hw(x.shape[2:], w.shape[2:], stride, padding, dilation)
+    return _into("depthwise_forward", x, size, x, w, stride, padding, dilation)
 
 
 def depthwise_backward_input(gy, w, x_shape, stride, padding, dilation):
     """dL/dx of :func:`depthwise_forward` (shape ``x_shape``)."""
-    K, xp = _on(gy)
-    gx = xp.empty(x_shape, gy.dtype)
-    K.depthwise_backward_input(gy, w, stride, padding, dilation, gx)
-    return gx
+    return _into("depthwise_backward_input", gy, x_shape, gy, w, stride, padding, dilation)
 
 
 def depthwise_backward_weight(gy, x, w_shape, stride, padding, dilation):
     """dL/dw of :func:`depthwise_forward` (shape ``w_shape``)."""
-    K, xp = _on(gy)
-    gw = xp.empty(w_shape, gy.dtype)
-    K.depthwise_backward_weight(gy, x, stride, padding, dilation, gw)
-    return gw
+    return _into("depthwise_backward_weight", gy, w_shape, gy, x, stride, padding, dilation)
 
 
 # ----------------------------------------------------------------------------- batch norm
@@ -233,18 +225,12 @@ def batchnorm_backward(gy, x, stats, relu, training):
 
 def add_relu(a, b):
     """``max(a + b, 0)`` for ``a``, ``b`` of one shape, in one kernel."""
-    K, xp = _on(a)
-    y = xp.empty_like(a)
-    K.add_relu(a, b, y)
-    return y
+    return _into("add_relu", a, a.shape, a, b)
 
 
 def relu_backward(g, y):
     """The gradient of a ReLU whose output was ``y``: ``g`` where ``y > 0``, else 0, in one kernel."""
-    K, xp = _on(g)
-    gx = xp.empty_like(g)
-    K.relu_backward(g, y, gx)
-    return gx
+    return _into("relu_backward", g, g.shape, g, y)
 
 
 # ----------------------------------------------------------------------------- pooling, resizing
@@ -296,11 +282,8 @@ def cross_entropy_forward(logits, target, weight, ignore_index):
 
 def cross_entropy_backward(gloss, prob, target, weight, ignore_index):
     """dL/dlogits from ``gloss``: (N, H, W), or 0-d when every pixel has that gradient (a mean's)."""
-    K, xp = _on(prob)
-    glogits = xp.empty_like(prob)
-    K.cross_entropy_backward(gloss, prob, target, prob.reshape(-1) if weight is None else weight, weight is not None,
-                             ignore_index, glogits)
-    return glogits
+    return _into("cross_entropy_backward", prob, prob.shape, gloss, prob, target,
+                 prob.reshape(-1) if weight is None else weight, weight is not None, ignore_index)
 
 
 def upsample_cross_entropy_forward(x, target, weight, ignore_index, ratio, align_corners):
@@ -324,10 +307,7 @@ def upsample_cross_entropy_backward(gloss, x, lse, target, weight, ignore_index,
 def dropout(x, p, seed, offset):
     """``x * mask``, the mask drawn from numbers ``offset+1, offset+2, ...`` of stream ``seed``.
     The backward of dropout is this same call on the gradient."""
-    K, xp = _on(x)
-    y = xp.empty_like(x)
-    K.dropout(x, p, np.uint64(seed), np.uint64(offset), y)  # the stream's counters are 64-bit unsigned
-    return y
+    return _into("dropout", x, x.shape, x, p, np.uint64(seed), np.uint64(offset))  # the counters are 64-bit unsigned
 
 
 def sgd_step(params, grads, buffers, lr, momentum, weight_decay, nesterov):

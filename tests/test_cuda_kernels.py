@@ -153,9 +153,9 @@ def test_conv_large_enough_for_several_reduction_chunks(op, dtype):
                                       ((3, 3), (3, 3), (1, 1), (1, 1)), ((5, 4), (1, 1), (2, 1), (1, 1))],
                          ids=["stride2", "window-too-large-to-stage", "stride3", "taps-in-three-passes"])
 def test_depthwise_across_tiles(geometry):
-    # 70x90 spans 2x3 of backward-input's 64x32 tiles and 3x3 of backward-weight's 32x32 ones
-    # (18 tiles per channel: 3 blocks of up to 8). Dilation 24 makes a tile's window (gy's in
-    # backward-input, up to 64 + 48 rows by 32 + 48 columns; x's in backward-weight, 80 x 80)
+    # 70x90 spans 2x3 of backward-input's 64x32 tiles and 3x3 of the forward's and backward-weight's
+    # 32x32 ones (18 tiles per channel: 3 blocks of up to 8). Dilation 24 makes a tile's window (gy's
+    # in backward-input, up to 64 + 48 rows by 32 + 48 columns; x's in the other two, 80 x 80)
     # too large for shared memory, so the kernels read it in place; stride 3 has no
     # specialized build and reads the stride at run time; backward-weight sums a 5x4 filter's
     # 20 taps in passes of 9.

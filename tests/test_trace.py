@@ -185,23 +185,53 @@ def test_traced_bytes_scale_with_elements_and_extrapolate():
         assert getattr(predicted, field) == pytest.approx(getattr(works[2], field), rel=0.02), field
 
 
+# The depthwise forward as it was before it was tiled (depthwise.cu's header, version 0): a
+# thread per output, the lesson in coalescing that the next test turns around.
+SIMPLE_FORWARD = """
+template <typename T>
+__global__ void depthwise_forward(const T* x, const T* w, int N, int C, int H, int W,
+                                  int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
+                                  int OH, int OW, T* y)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N * C * OH * OW) return;
+    const int ow = i % OW;
+    const int oh = i / OW % OH;
+    const int plane = i / (OW * OH);  // n*C + c
+    const T* src = x + plane * H * W;
+    const T* wc = w + plane % C * KH * KW;
+    T s = 0;
+    for (int kh = 0; kh < KH; ++kh) {
+        const int ih = oh * sh - ph + kh * dh;
+        if (ih < 0 || ih >= H) continue;
+        for (int kw = 0; kw < KW; ++kw) {
+            const int iw = ow * sw - pw + kw * dw;
+            if (iw < 0 || iw >= W) continue;
+            s += wc[kh * KW + kw] * src[ih * W + iw];
+        }
+    }
+    y[i] = s;
+}
+"""
+
+
 def strided_depthwise_source():
-    """depthwise.cu with the forward's index mapping turned: oh fastest instead of ow (the
-    thread computes and writes the same element it did, only consecutive threads no longer
-    touch consecutive addresses)."""
-    from kernels.cuda.launch import _source
-    code = _source("depthwise.cu")
-    coalesced = "    const int ow = i % OW;\n    const int oh = i / OW % OH;\n    const int plane = i / (OW * OH);  // n*C + c"
+    """SIMPLE_FORWARD with its index mapping turned: oh fastest instead of ow (the thread
+    computes and writes the same element it did, only consecutive threads no longer touch
+    consecutive addresses)."""
+    code = SIMPLE_FORWARD
+    coalesced = "    const int ow = i % OW;\n    const int oh = i / OW % OH;\n"
     assert coalesced in code and code.count("    y[i] = s;") == 1
-    code = code.replace(coalesced, "    const int oh = i % OH;\n    const int ow = i / OH % OW;\n"
-                                   "    const int plane = i / (OW * OH);  // n*C + c")
+    code = code.replace(coalesced, "    const int oh = i % OH;\n    const int ow = i / OH % OW;\n")
     return code.replace("    y[i] = s;", "    y[(plane * OH + oh) * OW + ow] = s;")
 
 
 def test_strided_mapping_raises_sectors_per_request():
     shape = (1, 4, 64, 64)
-    ours, y = depthwise_forward_launch(*shape)
+    _, y_library = depthwise_forward_launch(*shape)
+    ours, y = depthwise_forward_launch(*shape, source=SIMPLE_FORWARD)
     strided, y_strided = depthwise_forward_launch(*shape, source=strided_depthwise_source())
+    np.testing.assert_allclose(y, y_library, rtol=1e-6, atol=1e-6)  # the simple kernel is the library's math
     np.testing.assert_array_equal(y_strided, y)  # the same result, another order
     assert strided.sectors_per_request >= 4 * ours.sectors_per_request
     assert strided.counts["unique_read"] == ours.counts["unique_read"]  # same bytes, more sectors
@@ -314,11 +344,16 @@ def test_step_below_the_hand_analysis(estimate_json):
 # output heads are fused (F.upsample_cross_entropy, kernels/cuda/loss.cu): cross-entropy's
 # kernels no longer run in a training step, and bilinear's run only on the small maps of the
 # pyramid pooling and the feature fusion (the fused heads' height pass is a kernel of its own).
-# depthwise.cu's header tells the steps of the two depthwise backward kernels; kernels/ops.py
+# depthwise.cu's header tells the steps of the depthwise forward and backward kernels; kernels/ops.py
 # those of im2col and the transposed copy.
-REWRITTEN = {"depthwise backward-input", "depthwise backward-weight", "bilinear backward", "bilinear forward",
+REWRITTEN = {"depthwise forward", "depthwise backward-input", "depthwise backward-weight", "bilinear backward", "bilinear forward",
              "cross-entropy backward", "cross-entropy forward",
              "im2col", "transposed columns copy (before the weight-gradient GEMM)"}
+# The depthwise forward was the hand analysis's kernel nearest its roof (1.9 ms against about
+# 0.8). Tiled, it moves 3.5x fewer sectors but stays bound by instructions at stride 1: 1.12 ms
+# traced at the real plane sizes (tools/depthwise_steps.py --forward), more in the estimate,
+# whose 64- and 96-pixel images leave most of a 32 x 32 tile idle. It must be faster, not halved.
+FASTER_NOT_HALVED = {"depthwise forward"}
 FUSED_HEADS = ("bilinear forward", "bilinear backward", "cross-entropy forward", "cross-entropy backward")
 
 
@@ -327,7 +362,7 @@ def test_family_within_two_of_the_hand_analysis(estimate_json, name):
     ms = HAND_ANALYSIS[name][1]
     if name in REWRITTEN:  # faster, or gone
         ours = estimate_json["families"].get(name, {"est_ms": 0.0})
-        assert ours["est_ms"] < ms / 2, (ours["est_ms"], ms)
+        assert ours["est_ms"] < (ms if name in FASTER_NOT_HALVED else ms / 2), (ours["est_ms"], ms)
     else:
         ours = estimate_json["families"][name]
         assert 0.5 <= ours["est_ms"] / ms <= 2.0, (ours["est_ms"], ms)

@@ -2,6 +2,7 @@
 
     MTS_CUDA=emulate PYTHONPATH=. python tools/depthwise_steps.py [--formula tiled|rows|loop] [--rows 8]
     MTS_CUDA=emulate PYTHONPATH=. python tools/depthwise_steps.py --weight
+    MTS_CUDA=emulate PYTHONPATH=. python tools/depthwise_steps.py --forward [--formula tiled|simple]
 
 The numbers behind the step-by-step table in ``kernels/cuda/depthwise.cu``. Each layer of a
 training step at 12 x 1024 x 1024 runs once on the emulated GPU, traced, at its real plane
@@ -23,6 +24,9 @@ version 0 ``--formula loop``, 1 ``--formula rows --rows 4``, 2 ``--formula tiled
 ``--weight`` prices the weight gradient the same way (its table in ``depthwise.cu``), traced
 with all 12 images of one channel (a block sums a run of tiles across images), scaled to
 every channel, both of its launches, each by the estimator's own formula.
+``--forward`` prices the forward, traced like backward-input (2 planes, scaled), by the
+estimator's formula (``--formula tiled``) or, with the simple version's ``depthwise.*``
+checked out (a thread per output, main at 37cda7d), by that version's (``--formula simple``).
 Every time printed is estimated (uncalibrated).
 """
 import argparse
@@ -31,7 +35,7 @@ import math
 import numpy as np
 
 from kernels import device
-from kernels.cuda import depthwise_backward_input, depthwise_backward_weight
+from kernels.cuda import depthwise_backward_input, depthwise_backward_weight, depthwise_forward
 from kernels.cuda.emulator import roofline, trace
 from kernels.cuda.emulator.roofline import DIV, MEM
 
@@ -74,23 +78,40 @@ def tiled_cost(launch, rows=8):
     return roofline._tiled_gather_cost(launch.scalars, r, shared, rows)
 
 
+def simple_forward_cost(launch, rows=None):
+    """The simple forward (a thread per output): 4 div/mod decoding, 5 per row and per tap for
+    the bounds, 2 loads + FMA per tap inside."""
+    s = launch.scalars
+    _, r, _ = _per_warp(launch)
+    return 4 * DIV + 12 + 5 * s["KH"] + 5 * s["KH"] * s["KW"] + roofline._taps(r) * (2 * MEM + 1)
+
+
+def tiled_forward_cost(launch, rows=4):
+    """The tiled forward: the estimator's own formula, ``roofline._tiled_forward_cost``."""
+    _, r, shared = _per_warp(launch)
+    return roofline._tiled_forward_cost(launch.scalars, r, shared, rows)
+
+
 FORMULAS = {"loop": loop_cost, "rows": rows_cost, "tiled": tiled_cost}
+FORWARD_FORMULAS = {"simple": simple_forward_cost, "tiled": tiled_forward_cost}
 
 
-def layer_work(channels, size, stride, dilation, formula, rows):
-    """The :class:`roofline.Work` of one layer's backward-input at the full batch."""
+def layer_work(channels, size, stride, dilation, formula, rows, forward=False):
+    """The :class:`roofline.Work` of one layer's backward-input (or forward) at the full batch."""
     xp = device.array_module()
     out = (size - 1) // stride + 1
     rng = np.random.default_rng(0)
     gy = xp.asarray(rng.standard_normal((1, PLANES, out, out)).astype(np.float32))
     w = xp.asarray(rng.standard_normal((PLANES, 1, 3, 3)).astype(np.float32))
-    gx = xp.empty((1, PLANES, size, size), np.float32)
+    gx = xp.asarray(rng.standard_normal((1, PLANES, size, size)).astype(np.float32))
+    op = depthwise_forward if forward else depthwise_backward_input
     with trace.recording() as launches:
-        depthwise_backward_input(gy, w, (stride, stride), (dilation, dilation), (dilation, dilation), gx)
+        op(*((gx, w) if forward else (gy, w)), (stride, stride), (dilation, dilation), (dilation, dilation),
+           gy if forward else gx)
     (launch,) = launches
     work = roofline.kernel_work(launch)
     warps, _, _ = _per_warp(launch)
-    work.instructions = warps * FORMULAS[formula](launch, rows)
+    work.instructions = warps * (FORWARD_FORMULAS if forward else FORMULAS)[formula](launch, rows)
     scale = BATCH * channels / PLANES
     return roofline.Work(work.kind, **{f: getattr(work, f) * (1 if f == "launches" else scale)
                                        for f in roofline.Work.NUMBERS})
@@ -114,20 +135,22 @@ def weight_work(channels, size, stride, dilation):
 def main():
     """Print the table: per layer, then the family."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--formula", choices=FORMULAS, default="tiled",
+    p.add_argument("--formula", choices=[*FORMULAS, *FORWARD_FORMULAS], default="tiled",
                    help="instruction count of the version checked out (default: tiled, the current one)")
     p.add_argument("--rows", type=int, default=8, help="gx rows per thread of that version (default: 8)")
     p.add_argument("--weight", action="store_true", help="the weight gradient instead (the current version)")
+    p.add_argument("--forward", action="store_true", help="the forward instead (4 rows per thread when tiled)")
     args = p.parse_args()
     gpu = roofline.GPUS["H100"]
     total = dict(ms=0.0, dram_ms=0.0, bytes=0.0, sectors=0.0, requests=0.0)
-    op = "backward-weight" if args.weight else "backward-input"
+    op = "backward-weight" if args.weight else "forward" if args.forward else "backward-input"
     total = dict(total, bank_conflicts=0.0, launches=0)
     print(f"depthwise {op}, batch {BATCH} at 1024x1024, {gpu.name}, estimated (uncalibrated)")
     print("    C   input  s  d  sectors/request     MB    ms  bound")
     for channels, size, stride, dilation in LAYERS:
         works = (weight_work(channels, size, stride, dilation) if args.weight
-                 else [layer_work(channels, size, stride, dilation, args.formula, args.rows)])
+                 else [layer_work(channels, size, stride, dilation, args.formula,
+                                  4 if args.forward else args.rows, args.forward)])
         for w in works:
             t, bound, terms = roofline.seconds(w, gpu)
             total["ms"] += 1e3 * t

@@ -17,7 +17,8 @@
 //
 // Thread-to-index mapping (256 threads per block):
 //
-//     forward:          thread i -> y element i,  decoded (n, c, oh, ow), ow fastest
+//     forward:          block b -> a 32 x 32 tile of y plane n*C + c; inside it, thread t
+//                       -> column t % 32 and the 4 rows (t / 32)*4 .. (t / 32)*4 + 3
 //     backward-input:   block b -> a 64 x 32 tile of gx plane n*C + c; inside it, thread t
 //                       -> column t % 32 and the 8 rows (t / 32)*8 .. (t / 32)*8 + 7, so a
 //                       warp's 32 lanes hold 32 neighbouring columns of the same 8 rows
@@ -25,14 +26,17 @@
 //                       outputs (over n, tile row, tile column); inside a tile, thread t
 //                       -> column t % 32 and the 4 rows (t / 32)*4 .. (t / 32)*4 + 3, all taps
 //
-// Pseudo-loop (forward):
+// Pseudo-loop (forward). A tile of y reads only a window of x (its rows and columns times
+// the stride, plus the taps' halo), so a block copies that window to shared memory once, 0
+// outside the image, and every tap reads it from there (XWindow, shared with backward-weight):
 //
-//     for n, c, oh, ow in parallel:
-//         s = 0
-//         for kh:  ih = oh*sh - ph + kh*dh          (skip rows outside the image)
-//             for kw:  iw = ow*sw - pw + kw*dw      (skip columns outside)
-//                 s += w[c, 0, kh, kw] * x[n, c, ih, iw]
-//         y[n, c, oh, ow] = s
+//     for n, c, tile in parallel:                               (a block each)
+//         window = x[n, c, oh0*sh - ph + (0 .. 31*sh + (KH-1)*dh), ow0*sw - pw + ...]
+//         for ow, 4 rows oh of the tile in parallel:            (a thread each)
+//             s[0..3] = 0
+//             for kh, kw:  for r = 0..3:                    (oh_r = the thread's row r)
+//                 s[r] += w[c, 0, kh, kw] * window[(oh_r - oh0)*sh + kh*dh, (ow - ow0)*sw + kw*dw]
+//             y[n, c, oh_r, ow] = s[r]
 //
 // Backward-input is the gather that reverses it: input row ih receives from output row
 // oh = (ih + ph - kh*dh) / sh when that is an integer in [0, OH). A tile of gx reads only a
@@ -74,7 +78,25 @@
 //   - Accumulation in a register: T for the KH*KW-term sums and for a thread's share of a
 //     weight (at most 32 products per run); double from the block's sum on (reduce.cuh says
 //     why). Each output is written exactly once.
-//   - Not done in forward: staging a tile of x in shared memory, as backward-input does.
+//
+// Forward, before and after, over the same 14 layers (tools/depthwise_steps.py --forward,
+// traced like backward-input; the same 2.4 GB of unique bytes, a DRAM roof of 0.84 ms):
+//
+//     version                                          sectors  sectors/request  est. ms
+//     0  a thread per y element, decoded with 4 div/mod;
+//        per tap 2 bounds tests and a global load of
+//        x: bound by instructions                          424 M        3.4          1.97
+//     1  a block per 32 x 32 tile, x's window staged
+//        once (XWindow), 4 rows per thread share each
+//        weight load; stride a template argument           121 M        3.5          1.12
+//
+// Sectors fall 3.5x; the stride-1 layers stay bound by instructions (about 9 shared reads
+// and FMAs per output), the stride-2 ones are now DRAM-bound. fastscnn.estimate says 2.04 ->
+// 1.49 ms for the family (4.1 -> 2.4 sectors/request): it fits from 64- and 96-pixel images,
+// whose small planes leave most of a 32 x 32 tile idle (as for backward-weight, below). Not done: at stride 2 a
+// staging warp that crosses a window row (65 wide) flips the column parity mid-warp, 2-way
+// bank conflicts on about a fifth of the stores' wavefronts; at stride 1 consecutive rows of a
+// thread could share window rows in registers (3x fewer shared reads), as in backward-weight.
 //
 // Backward-input, step by step. Fast-SCNN's 14 depthwise layers in a training step at
 // 12 x 1024 x 1024 on an H100, estimated (uncalibrated) from memory traces of each layer at
@@ -126,33 +148,6 @@
 // tap kh is row r+1's tap kh-1); holding them in registers would cut the shared loads 3x.
 
 #include "reduce.cuh"
-
-// y[n, c] = x[n, c] correlated with w[c, 0], one output per thread.
-template <typename T>
-__global__ void depthwise_forward(const T* x, const T* w, int N, int C, int H, int W,
-                                  int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
-                                  int OH, int OW, T* y)
-{
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N * C * OH * OW) return;
-    const int ow = i % OW;
-    const int oh = i / OW % OH;
-    const int plane = i / (OW * OH);  // n*C + c
-    const int c = plane % C;
-    const T* src = x + plane * H * W;
-    const T* wc = w + c * KH * KW;
-    T s = 0;
-    for (int kh = 0; kh < KH; ++kh) {
-        const int ih = oh * sh - ph + kh * dh;
-        if (ih < 0 || ih >= H) continue;
-        for (int kw = 0; kw < KW; ++kw) {
-            const int iw = ow * sw - pw + kw * dw;
-            if (iw < 0 || iw >= W) continue;
-            s += wc[kh * KW + kw] * src[ih * W + iw];
-        }
-    }
-    y[i] = s;
-}
 
 // t / S if t is a multiple of S in [0, S*n), else -1: which output row (or column) a tap
 // reached by moving t = ih + ph - kh*dh back from the input came from. S is the stride as a
@@ -241,13 +236,97 @@ __global__ void depthwise_backward_input(const T* gy, const T* w, int N, int C, 
         if (ih0 + r < H) gx[(plane * H + ih0 + r) * W + iw] = s[r];
 }
 
-// Backward-weight's tiles (kernels/cuda/depthwise.py has the same WTILE_H and TILE_W).
+// Forward's and backward-weight's tiles (kernels/cuda/depthwise.py has the same WTILE_H and TILE_W).
 constexpr int WROWS = 4;                           // output rows per thread
 constexpr int WTILE_H = THREADS / TILE_W * WROWS;  // a tile: WTILE_H x TILE_W outputs (32 x 32)
 constexpr int TAPS = 9;                            // weights a pass keeps in registers (a 3x3 filter)
 // The most x values a block stages: a 32 x 32 tile's window at stride 2 (65 x 65, split by
 // column parity) or at stride 1 up to dilation 16 (64 x 64); 17 KB of float, 35 KB of double.
 constexpr int X_STAGED = 66 * 66;
+
+// The window of x that a WTILE_H x TILE_W tile of outputs reads through its taps, staged in
+// shared memory with 0 outside the image: the forward and backward-weight share it (both
+// read x over the same stencil). At stride 2 a row's even columns go to one plane and its
+// odd ones to another: the 32 lanes of a warp then read 32 consecutive values through every
+// tap (no bank conflict), and the odd plane starts 16 banks after the even one, so that
+// staging stores are conflict-free too.
+template <typename T, int SW>
+struct XWindow {
+    static constexpr int P = SW == 2 ? 2 : 1;
+    int rows, cols, half, plane, r_start, q_start, step_r, step_q;
+    bool fits;  // else the kernel reads x in place
+    const T* xp;  // the tile's plane of x (H x W) and the window's origin in it, set by stage
+    int H, W, ih0, iw0;
+    // Every tile stages the window of a whole tile, rows x cols (at the plane's edge some of
+    // it goes unread). Staging runs over it as one flat array: thread t stages values t,
+    // t + THREADS, ..., so a warp stores 32 consecutive values (across a row's end) and no
+    // lane idles while others finish a row. r_start, q_start: value t's row and column.
+    __device__ XWindow(int OH, int OW, int KH, int KW, int strh, int strw, int dh, int dw)
+        : rows((min(WTILE_H, OH) - 1) * strh + (KH - 1) * dh + 1),
+          cols((min(TILE_W, OW) - 1) * strw + (KW - 1) * dw + 1), half((cols + P - 1) / P),
+          plane(P == 2 ? (rows * half + 15) / 32 * 32 + 16 : 0), r_start(threadIdx.x / cols),
+          q_start(threadIdx.x % cols), step_r(THREADS / cols), step_q(THREADS % cols),
+          fits(plane + rows * half <= X_STAGED) {}
+    // Where window row y, column q lies in shared memory; offset(y, q) + offset(dy, dx) ==
+    // offset(y + dy, q + dx) for even q at stride 2, so a tap's offset is computed once.
+    __device__ int offset(int y, int q) const { return q % P * plane + y * half + q / P; }
+    // Copy x[ih0 .. ih0 + rows, iw0 .. iw0 + cols) of plane xp, between two barriers.
+    __device__ void stage(T* staged, const T* plane_x, int h, int w, int row0, int col0)
+    {
+        xp = plane_x, H = h, W = w, ih0 = row0, iw0 = col0;
+        __syncthreads();  // the previous tile's (and pass's) shared reads are done
+        if (fits)
+            for (int r = r_start, q = q_start; r < rows; r += step_r) {
+                const int ih = ih0 + r, iw = iw0 + q;
+                staged[offset(r, q)] = ih >= 0 && ih < H && iw >= 0 && iw < W ? xp[ih * W + iw] : T(0);
+                if ((q += step_q) >= cols) q -= cols, ++r;
+            }
+        __syncthreads();
+    }
+    // Window value (y, q), at offset `at` in shared memory; in place if the window did not fit.
+    __device__ T read(const T* staged, int y, int q, int at) const
+    {
+        const int ih = ih0 + y, iw = iw0 + q;
+        if (fits) return staged[at];
+        return ih >= 0 && ih < H && iw >= 0 && iw < W ? xp[ih * W + iw] : T(0);
+    }
+};
+
+// y of a WTILE_H x TILE_W tile of plane n*C + c: stage x's window, then WROWS rows per thread.
+template <typename T, int SH, int SW>
+__global__ void depthwise_forward(const T* x, const T* w, int N, int C, int H, int W,
+                                  int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
+                                  int OH, int OW, T* y)
+{
+    __shared__ T staged[X_STAGED];
+    const int strh = SH > 0 ? SH : sh, strw = SW > 0 ? SW : sw;
+    const int tiles_w = (OW + TILE_W - 1) / TILE_W, tiles_h = (OH + WTILE_H - 1) / WTILE_H;
+    const int plane = blockIdx.x / (tiles_w * tiles_h), tile = blockIdx.x % (tiles_w * tiles_h);
+    const int oh_t = tile / tiles_w * WTILE_H, ow_t = tile % tiles_w * TILE_W;
+    const int ih0 = oh_t * strh - ph, iw0 = ow_t * strw - pw;  // the window's origin in x
+    const T* xp = x + plane * H * W;
+    const T* wc = w + plane % C * KH * KW;
+    XWindow<T, SW> win(OH, OW, KH, KW, strh, strw, dh, dw);
+    win.stage(staged, xp, H, W, ih0, iw0);
+
+    const int lane = threadIdx.x % 32, row0 = threadIdx.x / 32 * WROWS, ow = ow_t + lane;
+    if (ow >= OW || oh_t + row0 >= OH) return;  // past the plane's edge: this thread only staged
+    const int rows = min(WROWS, OH - oh_t - row0), q = lane * strw;
+    T s[WROWS] = {};
+    for (int kh = 0; kh < KH; ++kh)
+        for (int kw = 0; kw < KW; ++kw) {
+            const T wv = wc[kh * KW + kw];  // one load for WROWS outputs
+            const int off = win.offset(kh * dh, kw * dw);
+#pragma unroll
+            for (int r = 0; r < WROWS; ++r) {
+                const int yr = (row0 + r) * strh;
+                if (r < rows) s[r] += wv * win.read(staged, yr + kh * dh, q + kw * dw, win.offset(yr, q) + off);
+            }
+        }
+#pragma unroll
+    for (int r = 0; r < WROWS; ++r)
+        if (r < rows) y[(plane * OH + oh_t + row0 + r) * OW + ow] = s[r];
+}
 
 // Block (c, k): for tiles k*tiles .. (k+1)*tiles - 1 of channel c (tiles run over n, then
 // tile rows, then tile columns), partial[c*KH*KW + t, k] = the tiles' share of gw[c, t].
@@ -264,30 +343,14 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int tiles_w = (OW + TILE_W - 1) / TILE_W, tiles_h = (OH + WTILE_H - 1) / WTILE_H;
     const int first = k * tiles, last = min(first + tiles, N * tiles_h * tiles_w);
-    // Every tile stages the window of a whole tile, rows x cols, with 0 outside the image (at
-    // the plane's edge some of it goes unread).
-    const int rows = (min(WTILE_H, OH) - 1) * strh + (KH - 1) * dh + 1;
-    const int cols = (min(TILE_W, OW) - 1) * strw + (KW - 1) * dw + 1;
-    // At stride 2 a row's even columns go to one plane and its odd ones to another: the 32
-    // lanes of a warp then read 32 consecutive values through every tap (no bank conflict),
-    // and the odd plane starts 16 banks after the even one, so that staging stores are
-    // conflict-free too.
-    constexpr int P = SW == 2 ? 2 : 1;
-    const int half = (cols + P - 1) / P, plane = P == 2 ? (rows * half + 15) / 32 * 32 + 16 : 0;
-    const bool fits = plane + rows * half <= X_STAGED;  // else x is read in place
-    // Staging runs over the window as one flat array: thread t stages values t, t + THREADS,
-    // ..., so a warp stores 32 consecutive values (across a row's end) and no lane idles
-    // while others finish a row. Here are value t's row and column, and the step's.
-    const int r_start = threadIdx.x / cols, q_start = threadIdx.x % cols;
-    const int step_r = THREADS / cols, step_q = THREADS % cols;
+    XWindow<T, SW> win(OH, OW, KH, KW, strh, strw, dh, dw);
     for (int tap0 = 0; tap0 < KH * KW; tap0 += TAPS) {  // one pass for up to 9 taps
         // Tap j of this pass reads (dy[j], dx[j]) from the output's first tap, at off[j] in the window.
         int dy[TAPS], dx[TAPS], off[TAPS];
         const int taps = min(TAPS, KH * KW - tap0);
 #pragma unroll
         for (int j = 0, kh = tap0 / KW, kw = tap0 % KW; j < TAPS; ++j) {
-            dy[j] = kh * dh, dx[j] = kw * dw;
-            off[j] = dx[j] % P * plane + dy[j] * half + dx[j] / P;
+            dy[j] = kh * dh, dx[j] = kw * dw, off[j] = win.offset(dy[j], dx[j]);
             if (++kw == KW) kw = 0, ++kh;
         }
         T acc[TAPS] = {};
@@ -296,31 +359,17 @@ __global__ void depthwise_weight_partials(const T* gy, const T* x, int N, int C,
             const int oh_t = th * WTILE_H, ow_t = tw * TILE_W;
             const int ih0 = oh_t * strh - ph, iw0 = ow_t * strw - pw;  // the window's origin in x
             const T* xp = x + (n * C + c) * H * W;
-            __syncthreads();  // the previous tile's (and pass's) shared reads are done
-            if (fits)
-                for (int r = r_start, q = q_start; r < rows; r += step_r) {
-                    const int ih = ih0 + r, iw = iw0 + q;
-                    staged[q % P * plane + r * half + q / P] =
-                        ih >= 0 && ih < H && iw >= 0 && iw < W ? xp[ih * W + iw] : T(0);
-                    if ((q += step_q) >= cols) q -= cols, ++r;
-                }
-            __syncthreads();
+            win.stage(staged, xp, H, W, ih0, iw0);
             const int ow = ow_t + lane;
             for (int r = 0; r < WROWS; ++r) {
                 const int oh = oh_t + warp * WROWS + r;
                 if (oh >= OH || ow >= OW) continue;
                 const T g = gy[((n * C + c) * OH + oh) * OW + ow];
                 // The output's first tap, in the window: row y, column q, at `at` in shared memory.
-                const int y = (warp * WROWS + r) * strh, q = lane * strw, at = y * half + q / P;
+                const int y = (warp * WROWS + r) * strh, q = lane * strw, at = win.offset(y, q);
 #pragma unroll
-                for (int j = 0; j < TAPS; ++j) {
-                    if (j >= taps) break;
-                    const int ih = ih0 + y + dy[j], iw = iw0 + q + dx[j];
-                    if (fits)
-                        acc[j] += g * staged[at + off[j]];
-                    else if (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                        acc[j] += g * xp[ih * W + iw];
-                }
+                for (int j = 0; j < TAPS; ++j)
+                    if (j < taps) acc[j] += g * win.read(staged, y + dy[j], q + dx[j], at + off[j]);
             }
             if (++tw == tiles_w) tw = 0, ++th;  // the next tile, without a division
             if (th == tiles_h) th = 0, ++n;

@@ -164,6 +164,19 @@ def _tiled_gather_cost(s, r, shared, rows=8):
             + taps * (_tap_test(s) + MEM) + reads * 4 + rows * MEM)
 
 
+def _tiled_forward_cost(s, r, shared, rows=4):
+    """depthwise forward as a block per 32 x 32 tile of y with x's window staged in shared
+    memory (depthwise.cu's XWindow), ``rows`` y rows per thread: 5 div/mod to find the tile and
+    the thread's first staged value, the window's bounds; per staged value a bounds test, a
+    load, the parity offset and a shared store; per tap a weight load and its offset; per read
+    a row test, the address, a shared load and an FMA; the stores. Staged values and shared
+    reads per warp come from the trace (``r`` = weight loads + staging loads + stores)."""
+    taps = s["KH"] * s["KW"]
+    staged = max(r - taps - rows, 0)
+    reads = max(shared - staged, 0)
+    return 5 * DIV + 40 + staged * (MEM + 8) + taps * (MEM + 4) + reads * 4 + rows * MEM
+
+
 def _tiled_weight_cost(s, r, shared):
     """depthwise backward-weight as a block per (channel, run of 32 x 32 tiles) that stages x's
     window in shared memory, in passes of up to 9 taps. Per warp and pass: 5 div/mod to find
@@ -214,9 +227,6 @@ COSTS = {
     "im2col": lambda s, r: 7 * DIV + 16 + 2 * MEM,
     # 4 div/mod decoding (iw, ih, c, n), then the gather over taps: a division per row and per tap
     "col2im": lambda s, r: _gather_cost(s, r, 4, 1),
-    # 4 div/mod decoding, 5 per row and per tap for the bounds, 2 loads + FMA per tap inside
-    "depthwise_forward": lambda s, r: 4 * DIV + 12 + 5 * s["KH"] + 5 * s["KH"] * s["KW"]
-                                      + _taps(r) * (2 * MEM + 1),
     "sum_chunks": lambda s, r: 10 + 5 * s["chunks"],
     # per element: channel_at (a div/mod), a load, FP64 subtract, add, FMA
     "stat_partials": _reduction_cost(DIV + 13, 1, 2),
@@ -267,7 +277,7 @@ def _default_cost(s, r):
 
 
 # Kernels whose count needs the shared-memory requests per warp too: f(scalars, requests, shared).
-SHARED_COSTS = {"depthwise_backward_input": _tiled_gather_cost,
+SHARED_COSTS = {"depthwise_forward": _tiled_forward_cost, "depthwise_backward_input": _tiled_gather_cost,
                 "depthwise_weight_partials": _tiled_weight_cost}
 
 
