@@ -268,8 +268,12 @@ static bool exchange(Fiber* f, int lane, Fiber* const* at, long long* result)
 }
 
 // Complete the warp operations whose lanes have all arrived; false (with L.error) if one never can.
+// Linear in the waiting threads: they are indexed by thread once, and each warp's lanes read
+// from that index (a block of 256 threads at a shuffle used to cost 256 x 256 look-ups here).
 static bool release_warps(std::vector<Fiber*>& ready)
 {
+    std::vector<Fiber*> by_thread(L.threads, nullptr);
+    for (Fiber* f : L.waiting) by_thread[f->thread] = f;
     std::vector<Fiber*> lanes(32);
     std::vector<std::pair<int, unsigned>> seen;  // (warp, mask) groups already looked at
     for (Fiber* f : L.waiting) {
@@ -277,19 +281,16 @@ static bool release_warps(std::vector<Fiber*>& ready)
         if (f->state != State::warp) continue;
         if (std::find(seen.begin(), seen.end(), std::make_pair(base, f->mask)) != seen.end()) continue;
         seen.emplace_back(base, f->mask);
-        std::fill(lanes.begin(), lanes.end(), nullptr);
-        for (Fiber* g : L.waiting)
-            if (g->thread / 32 * 32 == base) lanes[g->thread - base] = g;
+        for (int l = 0; l < 32; ++l) lanes[l] = base + l < L.threads ? by_thread[base + l] : nullptr;
         if (f->width < 1 || f->width > 32 || (f->width & (f->width - 1)))
             return fail(where(f) + ": width " + std::to_string(f->width) + " is not a power of 2 up to 32");
         bool all_here = true;
         for (int l = 0; l < 32; ++l) {
             if (!(f->mask >> l & 1)) continue;
-            const std::string at = where(f);
             if (base + l >= L.threads)
-                return fail(at + ": the mask names lane " + std::to_string(l) + ", which the block does not have");
+                return fail(where(f) + ": the mask names lane " + std::to_string(l) + ", which the block does not have");
             if (L.returned[base + l])
-                return fail(at + ": lane " + std::to_string(l) + " (thread " + std::to_string(base + l) +
+                return fail(where(f) + ": lane " + std::to_string(l) + " (thread " + std::to_string(base + l) +
                             ") returned without reaching it");
             Fiber* g = lanes[l];
             if (g == nullptr) { all_here = false; continue; }
