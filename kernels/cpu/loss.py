@@ -159,17 +159,24 @@ def _resized_row(x, n, a, b, la, lb, w0, w1, lw0, lw1, t, z):
             z[c, ow] = lw0[ow] * t[w0[ow]] + lw1[ow] * t[w1[ow]]
 
 
+@njit(cache=True)
+def _resized_logits(x, r, OH, OW, h, w):
+    """``(n, oh, z)``: output row ``r``'s image and row, and ``z`` (C, OW) its logits resized
+    (``h``, ``w``: the two axes' taps and weights from ``_axis``)."""
+    n, oh = r // OH, r % OH
+    z, t = np.empty((x.shape[1], OW), x.dtype), np.empty(x.shape[3], x.dtype)
+    _resized_row(x, n, h[0][oh], h[1][oh], h[2][oh], h[3][oh], w[0], w[1], w[2], w[3], t, z)
+    return n, oh, z
+
+
 @njit(parallel=True, cache=True)
 def _upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse):
     """Per output row: the resized logits in a scratch row, then the loss as above."""
     N, C, H, W = x.shape
     OH, OW = target.shape[1], target.shape[2]
-    h0, h1, lh0, lh1 = _axis(H, OH, ratio[0], align_corners, x)
-    w0, w1, lw0, lw1 = _axis(W, OW, ratio[1], align_corners, x)
+    h, w = _axis(H, OH, ratio[0], align_corners, x), _axis(W, OW, ratio[1], align_corners, x)
     for r in prange(N * OH):
-        n, oh = r // OH, r % OH
-        z, t = np.empty((C, OW), x.dtype), np.empty(W, x.dtype)
-        _resized_row(x, n, h0[oh], h1[oh], lh0[oh], lh1[oh], w0, w1, lw0, lw1, t, z)
+        n, oh, z = _resized_logits(x, r, OH, OW, h, w)
         m = z[0].copy()
         for c in range(1, C):
             for ow in range(OW):
@@ -190,12 +197,9 @@ def _upsample_cross_entropy_backward_width(gloss, gloss_step, x, lse, target, we
     """Per output row: the softmax gradient in a scratch row, scattered along the width into ``rows``."""
     N, C, H, W = x.shape
     OH, OW = target.shape[1], target.shape[2]
-    h0, h1, lh0, lh1 = _axis(H, OH, ratio[0], align_corners, x)
-    w0, w1, lw0, lw1 = _axis(W, OW, ratio[1], align_corners, x)
+    h, w = _axis(H, OH, ratio[0], align_corners, x), _axis(W, OW, ratio[1], align_corners, x)
     for r in prange(N * OH):
-        n, oh = r // OH, r % OH
-        z, t = np.empty((C, OW), x.dtype), np.empty(W, x.dtype)
-        _resized_row(x, n, h0[oh], h1[oh], lh0[oh], lh1[oh], w0, w1, lw0, lw1, t, z)
+        n, oh, z = _resized_logits(x, r, OH, OW, h, w)
         coef = np.zeros(OW, x.dtype)
         for ow in range(OW):
             k = target[n, oh, ow]
@@ -211,8 +215,8 @@ def _upsample_cross_entropy_backward_width(gloss, gloss_step, x, lse, target, we
         rows[n, :, oh, :] = 0
         for c in range(C):
             for ow in range(OW):
-                rows[n, c, oh, w0[ow]] += lw0[ow] * z[c, ow]
-                rows[n, c, oh, w1[ow]] += lw1[ow] * z[c, ow]
+                rows[n, c, oh, w[0][ow]] += w[2][ow] * z[c, ow]
+                rows[n, c, oh, w[1][ow]] += w[3][ow] * z[c, ow]
 
 
 def upsample_cross_entropy_forward(x, target, weight, weighted, ignore_index, ratio, align_corners, loss, lse):
